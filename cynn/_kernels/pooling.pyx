@@ -1,0 +1,83 @@
+"""MaxPool2d kernels.  Forward keeps, for every output, the flat index (ih * W + iw) of
+the winning input inside its (n, c) plane; backward scatters through those indices.
+
+One prange iteration per (n, c) plane: overlapping windows only collide inside a plane,
+so the scatter needs no atomics and sums in a fixed order.
+"""
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.string cimport memset
+
+
+def _check(bint ok, str what):
+    if not ok:
+        raise ValueError(f"pooling kernel: inconsistent {what}")
+
+
+def maxpool2d_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
+                      long long[:, :, :, ::1] argmax, int kh, int kw, int sh, int sw,
+                      int ph, int pw, int num_threads):
+    """Max over each window (padding never wins); NaN propagates like in PyTorch."""
+    cdef Py_ssize_t n_batch = x.shape[0], channels = x.shape[1]
+    cdef Py_ssize_t height = x.shape[2], width = x.shape[3]
+    cdef Py_ssize_t ho = out.shape[2], wo = out.shape[3]
+    cdef Py_ssize_t task, n, c, oh, ow, i, j, ih, iw, best_idx
+    cdef floating best, v
+    _check(out.shape[0] == n_batch and out.shape[1] == channels, "output shape")
+    _check(ho == (height + 2 * ph - kh) // sh + 1 and wo == (width + 2 * pw - kw) // sw + 1,
+           "output size")
+    _check(argmax.shape[0] == n_batch and argmax.shape[1] == channels
+           and argmax.shape[2] == ho and argmax.shape[3] == wo, "index shape")
+    for task in prange(n_batch * channels, nogil=True, schedule='static',
+                       num_threads=num_threads):
+        n = task // channels
+        c = task - n * channels
+        for oh in range(ho):
+            for ow in range(wo):
+                best_idx = -1
+                best = 0
+                for i in range(kh):
+                    ih = oh * sh - ph + i
+                    if ih < 0 or ih >= height:
+                        continue
+                    for j in range(kw):
+                        iw = ow * sw - pw + j
+                        if iw < 0 or iw >= width:
+                            continue
+                        v = x[n, c, ih, iw]
+                        if best_idx < 0 or v > best or v != v:
+                            best = v
+                            best_idx = ih * width + iw
+                            if v != v:
+                                break
+                    if best != best and best_idx >= 0:
+                        break
+                out[n, c, oh, ow] = best
+                argmax[n, c, oh, ow] = best_idx
+
+
+def maxpool2d_backward(const floating[:, :, :, ::1] dy, const long long[:, :, :, ::1] argmax,
+                       floating[:, :, :, ::1] dx, int num_threads):
+    """dx[plane][argmax] += dy, zero elsewhere."""
+    cdef Py_ssize_t n_batch = dx.shape[0], channels = dx.shape[1]
+    cdef Py_ssize_t plane = dx.shape[2] * dx.shape[3]
+    cdef Py_ssize_t ho = dy.shape[2], wo = dy.shape[3]
+    cdef Py_ssize_t task, n, c, oh, ow
+    cdef long long idx
+    cdef floating* dst
+    _check(dy.shape[0] == n_batch and dy.shape[1] == channels, "gradient shape")
+    _check(argmax.shape[0] == n_batch and argmax.shape[1] == channels
+           and argmax.shape[2] == ho and argmax.shape[3] == wo, "index shape")
+    for task in prange(n_batch * channels, nogil=True, schedule='static',
+                       num_threads=num_threads):
+        n = task // channels
+        c = task - n * channels
+        dst = &dx[n, c, 0, 0]
+        memset(dst, 0, plane * sizeof(floating))
+        for oh in range(ho):
+            for ow in range(wo):
+                idx = argmax[n, c, oh, ow]
+                # Indices come from maxpool2d_forward on a plane of this size; the
+                # bounds test keeps a corrupted index array from writing outside dx.
+                if idx >= 0 and idx < plane:
+                    dst[idx] += dy[n, c, oh, ow]

@@ -1,0 +1,183 @@
+"""Conv2d: 2-D cross-correlation over NCHW batches, on the Cython im2col + GEMM kernel."""
+import numpy as np
+
+from .._random import check_random_state
+from .._threads import get_num_threads
+from .._validation import (as_float_array, check_dtype, check_ndim, int_pair,
+                           positive_int)
+from .._kernels import conv as _conv
+from ..module import Module
+from ._base import Workspaces, check_grad_input, uniform_init
+
+
+def _resolve_padding(padding, kernel_size, owner):
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0, 0)
+        if padding == "same":
+            kh, kw = kernel_size
+            if kh % 2 == 0 or kw % 2 == 0:
+                raise ValueError(
+                    f"{owner}: padding='same' needs an odd kernel_size, got {kernel_size}; "
+                    "pass an explicit int or pair padding for even kernels"
+                )
+            return (kh // 2, kw // 2)
+        raise ValueError(f"{owner}: padding must be 'same', 'valid', an int or a pair, got {padding!r}")
+    return int_pair(padding, "padding", owner, allow_zero=True)
+
+
+class Conv2d(Module):
+    r"""2-D convolution (cross-correlation, as in PyTorch) over ``(N, C, H, W)`` input.
+
+    .. math:: Y_{n,f} = B_f + \sum_c X_{n,c} \star K_{f,c}
+
+    Gradients (the seed's formulas): :math:`\partial L/\partial K_{fc} = X_c \star
+    \partial L/\partial Y_f`, :math:`\partial L/\partial B_f = \sum \partial L/\partial Y_f`,
+    :math:`\partial L/\partial X_c = \sum_f \partial L/\partial Y_f \ast K_{fc}` (full
+    convolution), computed here as im2col/col2im around GEMMs.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+    kernel_size : int or (int, int)
+    stride : int or (int, int), default 1
+    padding : 'same', 'valid', int or (int, int), default 'same'
+        'same' pads ``kernel_size // 2`` zeros on each side (odd kernels only), which
+        keeps the size at stride 1 and gives ``ceil(H / stride)`` rows otherwise.
+    bias : bool, default True
+    dtype : float32 or float64, default float32
+    random_state : None, int or numpy.random.Generator
+
+    Attributes
+    ----------
+    W : ndarray (out_channels, in_channels, kh, kw)
+    b : ndarray (out_channels,), absent when ``bias=False``
+    gradW, gradb : accumulated gradients of the same shapes
+
+    Shape
+    -----
+    input ``(N, C_in, H, W)`` -> output ``(N, C_out, Ho, Wo)`` with
+    ``Ho = (H + 2 * ph - kh) // sh + 1``.
+
+    Notes
+    -----
+    Initialization follows the seed: ``W, b ~ U(-1/sqrt(in_channels), 1/sqrt(in_channels))``.
+    PyTorch uses the fan-in ``in_channels * kh * kw`` instead.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding="same",
+                 bias=True, dtype=np.float32, random_state=None):
+        super().__init__()
+        owner = "Conv2d"
+        self.in_channels = positive_int(in_channels, "in_channels", owner)
+        self.out_channels = positive_int(out_channels, "out_channels", owner)
+        self.kernel_size = int_pair(kernel_size, "kernel_size", owner)
+        self.stride = int_pair(stride, "stride", owner)
+        self.padding = _resolve_padding(padding, self.kernel_size, owner)
+        self.dtype = check_dtype(dtype, owner)
+        rng = check_random_state(random_state)
+        bound = 1.0 / np.sqrt(self.in_channels)
+        shape = (self.out_channels, self.in_channels) + self.kernel_size
+        self.W = uniform_init(rng, bound, shape, self.dtype)
+        self.gradW = np.zeros_like(self.W)
+        if bias:
+            self.b = uniform_init(rng, bound, (self.out_channels,), self.dtype)
+            self.gradb = np.zeros_like(self.b)
+            self._parameter_names, self._grad_names = ("W", "b"), ("gradW", "gradb")
+        else:
+            self.b = self.gradb = None
+            self._parameter_names, self._grad_names = ("W",), ("gradW",)
+        self._ws = Workspaces()
+        self._grad_cache = None
+
+    @property
+    def bias(self):
+        return self.b is not None
+
+    def _check_input(self, input):
+        x = as_float_array(input, "Conv2d", self.dtype)
+        check_ndim(x, (4,), "Conv2d", "(N, C, H, W)")
+        if x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"Conv2d expected input with {self.in_channels} channels, got shape {x.shape}"
+            )
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        h, w = x.shape[2] + 2 * ph, x.shape[3] + 2 * pw
+        if h < kh or w < kw:
+            raise ValueError(
+                f"Conv2d kernel_size {self.kernel_size} is larger than the padded input "
+                f"({h}, {w}) of input shape {x.shape}"
+            )
+        return x, ((h - kh) // sh + 1, (w - kw) // sw + 1)
+
+    def _geometry(self, out_hw):
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        return kh, kw, sh, sw, ph, pw, out_hw[0], out_hw[1]
+
+    def _compute_output(self, input):
+        x, (ho, wo) = self._check_input(input)
+        n, f = x.shape[0], self.out_channels
+        k = self.W[0].size
+        npix = n * ho * wo
+        col = self._ws.get("col", (k, npix), self.dtype)
+        tmp = self._ws.get("tmp", (f, npix), self.dtype)
+        out = np.empty((n, f, ho, wo), dtype=self.dtype)
+        bias = self.b if self.b is not None else np.empty(0, self.dtype)
+        kh, kw, sh, sw, ph, pw, _, _ = self._geometry((ho, wo))
+        _conv.conv2d_forward(x, self.W.reshape(f, k), bias, col, tmp, out,
+                             kh, kw, sh, sw, ph, pw, self.b is not None, get_num_threads())
+        return out
+
+    def _transposed_grad(self, x, output_grad, out_hw):
+        """dy as an (F, N*P) matrix, plus the bias gradient of this call.
+
+        Computed once per backward: both hooks need it, and backward calls them
+        back to back with the same output_grad object.
+        """
+        cache = self._grad_cache
+        if cache is not None and cache[0] is output_grad:
+            return cache[1], cache[2]
+        n, f = x.shape[0], self.out_channels
+        dy = check_grad_input(self, x, output_grad, (n, f) + out_hw, self.dtype)
+        dyt = self._ws.get("dyt", (f, n * out_hw[0] * out_hw[1]), self.dtype)
+        db = np.zeros(f, dtype=self.dtype)
+        _conv.conv2d_grad_output(dy, dyt, db, True, get_num_threads())
+        self._grad_cache = (output_grad, dyt, db)
+        return dyt, db
+
+    def _compute_input_grad(self, input, output_grad):
+        x, out_hw = self._check_input(input)
+        dyt, _ = self._transposed_grad(x, output_grad, out_hw)
+        f, k = self.out_channels, self.W[0].size
+        dcol = self._ws.get("col", (k, dyt.shape[1]), self.dtype)
+        dx = np.empty(x.shape, dtype=self.dtype)
+        _conv.conv2d_grad_input(self.W.reshape(f, k), dyt, dcol, dx,
+                                *self._geometry(out_hw), get_num_threads())
+        return dx
+
+    def _update_parameters_grad(self, input, output_grad):
+        x, out_hw = self._check_input(input)
+        try:
+            dyt, db = self._transposed_grad(x, output_grad, out_hw)
+            f, k = self.out_channels, self.W[0].size
+            col = self._ws.get("col", (k, dyt.shape[1]), self.dtype)
+            _conv.conv2d_grad_weight(x, dyt, col, self.gradW.reshape(f, k),
+                                     *self._geometry(out_hw), get_num_threads())
+            if self.b is not None:
+                self.gradb += db
+        finally:
+            # The cache lives for one backward call only: a later call may pass a
+            # different (or modified) gradient array.
+            self._grad_cache = None
+
+    def _on_astype(self, dtype):
+        self._ws.clear()
+        self._grad_cache = None
+
+    def __repr__(self):
+        ks = self.kernel_size if self.kernel_size[0] != self.kernel_size[1] else self.kernel_size[0]
+        st = self.stride if self.stride[0] != self.stride[1] else self.stride[0]
+        pd = self.padding if self.padding[0] != self.padding[1] else self.padding[0]
+        extra = "" if self.b is not None else ", bias=False"
+        return (f"Conv2d({self.in_channels} -> {self.out_channels}, kernel_size={ks}, "
+                f"stride={st}, padding={pd}{extra})")

@@ -1,0 +1,82 @@
+"""Linear: a fully connected layer, y = x W^T + b (NumPy matmul goes to BLAS)."""
+import numpy as np
+
+from .._random import check_random_state
+from .._validation import as_float_array, check_dtype, check_ndim, positive_int
+from ..module import Module
+from ._base import check_grad_input, uniform_init
+
+
+class Linear(Module):
+    r"""Fully connected layer :math:`y = x W^T + b`.
+
+    Parameters
+    ----------
+    n_in, n_out : int
+    bias : bool, default True
+    dtype : float32 or float64, default float32
+    random_state : None, int or numpy.random.Generator
+
+    Attributes
+    ----------
+    W : ndarray (n_out, n_in)
+    b : ndarray (n_out,), absent when ``bias=False``
+    gradW, gradb : accumulated gradients
+
+    Shape
+    -----
+    ``(N, n_in) -> (N, n_out)``
+
+    Notes
+    -----
+    ``W, b ~ U(-1/sqrt(n_in), 1/sqrt(n_in))``, as in the course and in PyTorch.
+    Gradients: ``dx = dy W``, ``dW += dy^T x``, ``db += sum_n dy``.
+    """
+
+    def __init__(self, n_in, n_out, bias=True, dtype=np.float32, random_state=None):
+        super().__init__()
+        owner = "Linear"
+        self.n_in = positive_int(n_in, "n_in", owner)
+        self.n_out = positive_int(n_out, "n_out", owner)
+        self.dtype = check_dtype(dtype, owner)
+        rng = check_random_state(random_state)
+        bound = 1.0 / np.sqrt(self.n_in)
+        self.W = uniform_init(rng, bound, (self.n_out, self.n_in), self.dtype)
+        self.gradW = np.zeros_like(self.W)
+        if bias:
+            self.b = uniform_init(rng, bound, (self.n_out,), self.dtype)
+            self.gradb = np.zeros_like(self.b)
+            self._parameter_names, self._grad_names = ("W", "b"), ("gradW", "gradb")
+        else:
+            self.b = self.gradb = None
+            self._parameter_names, self._grad_names = ("W",), ("gradW",)
+
+    def _check_input(self, input):
+        x = as_float_array(input, "Linear", self.dtype)
+        check_ndim(x, (2,), "Linear", "(N, n_in)")
+        if x.shape[1] != self.n_in:
+            raise ValueError(f"Linear expected input with {self.n_in} features, got shape {x.shape}")
+        return x
+
+    def _compute_output(self, input):
+        x = self._check_input(input)
+        out = x @ self.W.T
+        if self.b is not None:
+            out += self.b
+        return out
+
+    def _compute_input_grad(self, input, output_grad):
+        x = self._check_input(input)
+        dy = check_grad_input(self, x, output_grad, (x.shape[0], self.n_out), self.dtype)
+        return dy @ self.W
+
+    def _update_parameters_grad(self, input, output_grad):
+        x = self._check_input(input)
+        dy = check_grad_input(self, x, output_grad, (x.shape[0], self.n_out), self.dtype)
+        self.gradW += dy.T @ x
+        if self.b is not None:
+            self.gradb += dy.sum(axis=0)
+
+    def __repr__(self):
+        extra = "" if self.b is not None else ", bias=False"
+        return f"Linear({self.n_in} -> {self.n_out}{extra})"

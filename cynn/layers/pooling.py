@@ -1,0 +1,126 @@
+"""Pooling layers: MaxPool2d (Cython kernel, keeps argmax indices) and AvgPool2d."""
+import numpy as np
+
+from .._threads import get_num_threads
+from .._validation import as_float_array, check_ndim, int_pair
+from .._kernels import pooling as _pool
+from ..module import Module
+from ._base import check_grad_input
+
+
+class _Pool2d(Module):
+    """Argument and input checks shared by the 2-D pooling layers."""
+
+    def __init__(self, kernel_size, stride=None, padding=0):
+        super().__init__()
+        owner = type(self).__name__
+        self.kernel_size = int_pair(kernel_size, "kernel_size", owner)
+        self.stride = self.kernel_size if stride is None else int_pair(stride, "stride", owner)
+        self.padding = int_pair(padding, "padding", owner, allow_zero=True)
+        if any(p > k // 2 for p, k in zip(self.padding, self.kernel_size)):
+            raise ValueError(
+                f"{owner}: padding {self.padding} must be at most half of kernel_size "
+                f"{self.kernel_size}"
+            )
+        self._saved = None
+
+    def _check_input(self, input):
+        owner = type(self).__name__
+        x = as_float_array(input, owner)
+        check_ndim(x, (4,), owner, "(N, C, H, W)")
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        h, w = x.shape[2] + 2 * ph, x.shape[3] + 2 * pw
+        if h < kh or w < kw:
+            raise ValueError(
+                f"{owner} kernel_size {self.kernel_size} is larger than the padded input "
+                f"({h}, {w}) of input shape {x.shape}"
+            )
+        return x, ((h - kh) // sh + 1, (w - kw) // sw + 1)
+
+    def _short(self, pair):
+        return pair[0] if pair[0] == pair[1] else pair
+
+    def __repr__(self):
+        pad = f", padding={self._short(self.padding)}" if any(self.padding) else ""
+        return (f"{type(self).__name__}(kernel_size={self._short(self.kernel_size)}, "
+                f"stride={self._short(self.stride)}{pad})")
+
+
+class MaxPool2d(_Pool2d):
+    """Maximum over ``kernel_size`` windows, as PyTorch's ``MaxPool2d``.
+
+    Padding is implicit negative infinity (it never wins); NaN propagates.  Forward
+    keeps the index of each maximum; backward routes the gradient to it (to the first
+    maximum in row-major window order when several are equal).
+
+    Parameters
+    ----------
+    kernel_size : int or (int, int)
+    stride : int or (int, int), default ``kernel_size``
+    padding : int or (int, int), default 0; at most half the kernel size
+
+    Shape
+    -----
+    ``(N, C, H, W) -> (N, C, (H + 2p - k) // s + 1, (W + 2p - k) // s + 1)``
+    """
+
+    def _compute_output(self, input):
+        x, (ho, wo) = self._check_input(input)
+        out = np.empty(x.shape[:2] + (ho, wo), dtype=x.dtype)
+        argmax = np.empty(out.shape, dtype=np.int64)
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        _pool.maxpool2d_forward(x, out, argmax, kh, kw, sh, sw, ph, pw, get_num_threads())
+        self._saved = (input, x.shape, x.dtype, argmax)
+        return out
+
+    def _compute_input_grad(self, input, output_grad):
+        if self._saved is None or self._saved[0] is not input:
+            self._compute_output(input)
+        _, shape, dtype, argmax = self._saved
+        dy = check_grad_input(self, input, output_grad, argmax.shape, dtype)
+        dx = np.empty(shape, dtype=dtype)
+        _pool.maxpool2d_backward(dy, argmax, dx, get_num_threads())
+        return dx
+
+
+class AvgPool2d(_Pool2d):
+    """Mean over ``kernel_size`` windows, no padding (PyTorch's ``AvgPool2d`` with
+    ``padding=0``).
+
+    Parameters
+    ----------
+    kernel_size : int or (int, int)
+    stride : int or (int, int), default ``kernel_size``
+
+    Shape
+    -----
+    ``(N, C, H, W) -> (N, C, (H - k) // s + 1, (W - k) // s + 1)``
+    """
+
+    def __init__(self, kernel_size, stride=None):
+        super().__init__(kernel_size, stride, 0)
+
+    def _windows(self, x, out_hw):
+        """Yield (i, j, view) where view[n, c, oh, ow] = x[n, c, oh*sh + i, ow*sw + j]."""
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        ho, wo = out_hw
+        for i in range(kh):
+            for j in range(kw):
+                yield x[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
+
+    def _compute_output(self, input):
+        x, out_hw = self._check_input(input)
+        out = np.zeros(x.shape[:2] + out_hw, dtype=x.dtype)
+        for view in self._windows(x, out_hw):
+            out += view
+        out *= 1.0 / (self.kernel_size[0] * self.kernel_size[1])
+        return out
+
+    def _compute_input_grad(self, input, output_grad):
+        x, out_hw = self._check_input(input)
+        dy = check_grad_input(self, x, output_grad, x.shape[:2] + out_hw, x.dtype)
+        dy = dy * (1.0 / (self.kernel_size[0] * self.kernel_size[1]))
+        dx = np.zeros(x.shape, dtype=x.dtype)
+        for view in self._windows(dx, out_hw):
+            view += dy
+        return dx

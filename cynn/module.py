@@ -1,0 +1,275 @@
+"""The Module contract (from the course seed) and the Sequential container.
+
+``forward``/``backward`` are fixed here; a layer fills in three hooks:
+
+- ``_compute_output(input)`` returns the output;
+- ``_compute_input_grad(input, output_grad)`` returns the gradient w.r.t. the input;
+- ``_update_parameters_grad(input, output_grad)`` ADDS the parameter gradients into
+  arrays allocated once in ``__init__``; only ``zero_grad()`` clears them.
+
+A layer with parameters lists the attribute names of its parameters and of their
+gradients (same order: weight first, then bias) in ``_parameter_names`` and
+``_grad_names``; state that is not learned but must be saved (BatchNormalization's
+moving statistics) goes in ``_buffer_names``.  The base class derives
+``get_parameters``, ``zero_grad``, ``astype`` and ``state_dict`` from those names.
+"""
+import numpy as np
+
+from ._validation import check_dtype
+
+
+class Module:
+    """A differentiable black box: ``output = forward(input)``,
+    ``input_grad = backward(input, output_grad)``.
+
+    ``backward`` must be called with the same ``input`` that was given to the
+    ``forward`` call right before it: layers may use what forward kept.
+    """
+
+    _parameter_names = ()
+    _grad_names = ()
+    _buffer_names = ()
+    # Per-call scratch state; dropped from copies and pickles (a pickled model should
+    # not carry its last batch around).
+    _transient_attrs = ("_output", "_input_grad", "_grad_cache", "_inputs", "_saved")
+
+    def __init__(self):
+        self._output = None
+        self._input_grad = None
+        self.training = True
+
+    # -- the fixed sequence -------------------------------------------------
+    def forward(self, input):
+        """Compute the output for ``input`` and keep it in ``self._output``."""
+        self._output = self._compute_output(input)
+        return self._output
+
+    def backward(self, input, output_grad):
+        """Backpropagate ``output_grad``: return the input gradient and accumulate
+        the parameter gradients."""
+        self._input_grad = self._compute_input_grad(input, output_grad)
+        self._update_parameters_grad(input, output_grad)
+        return self._input_grad
+
+    def __call__(self, input):
+        return self.forward(input)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        for key in self._transient_attrs:
+            if key in state:
+                state[key] = None
+        return state
+
+    # -- hooks ----------------------------------------------------------------
+    def _compute_output(self, input):
+        raise NotImplementedError(f"{type(self).__name__} does not implement _compute_output")
+
+    def _compute_input_grad(self, input, output_grad):
+        raise NotImplementedError(
+            f"{type(self).__name__} does not implement _compute_input_grad"
+        )
+
+    def _update_parameters_grad(self, input, output_grad):
+        """Accumulate parameter gradients; modules without parameters keep this no-op."""
+
+    # -- parameters -----------------------------------------------------------
+    def children(self):
+        """Direct sub-modules (containers override this)."""
+        return []
+
+    def get_parameters(self):
+        """The live parameter arrays (an optimizer updates them in place)."""
+        return [getattr(self, name) for name in self._parameter_names]
+
+    def get_parameters_grad(self):
+        """The live gradient arrays, in the order of `get_parameters`."""
+        return [getattr(self, name) for name in self._grad_names]
+
+    def zero_grad(self):
+        """Set every parameter gradient to zero, in place."""
+        for grad in self.get_parameters_grad():
+            grad.fill(0)
+
+    def train(self):
+        """Training mode (Dropout samples masks, BatchNormalization uses batch statistics)."""
+        self.training = True
+        for child in self.children():
+            child.train()
+        return self
+
+    def evaluate(self):
+        """Evaluation mode (Dropout is the identity, BatchNormalization uses moving statistics)."""
+        self.training = False
+        for child in self.children():
+            child.evaluate()
+        return self
+
+    # The PyTorch spelling, for users who come from there.
+    eval = evaluate
+
+    def astype(self, dtype):
+        """Convert parameters, gradients and buffers to ``dtype`` (float32 or float64).
+
+        This allocates new arrays: build optimizers after calling it.
+        """
+        dt = check_dtype(dtype, type(self).__name__)
+        for name in (*self._parameter_names, *self._grad_names, *self._buffer_names):
+            value = getattr(self, name)
+            if isinstance(value, np.ndarray):
+                setattr(self, name, value.astype(dt))
+        if hasattr(self, "dtype"):
+            self.dtype = dt
+        for child in self.children():
+            child.astype(dt)
+        self._on_astype(dt)
+        return self
+
+    def _on_astype(self, dtype):
+        """Hook for layers that hold dtype-dependent workspaces."""
+
+    # -- state ----------------------------------------------------------------
+    def _named_state(self):
+        """(name, array) pairs of this module's own parameters and buffers."""
+        names = (*self._parameter_names, *self._buffer_names)
+        return [(name, getattr(self, name)) for name in names]
+
+    def state_dict(self):
+        """Copies of parameters and buffers, keyed ``"name"`` (``"i.name"`` in containers)."""
+        state = {}
+        for name, value in self._named_state():
+            if value is not None:
+                state[name] = np.array(value, copy=True)
+        for i, child in enumerate(self.children()):
+            for key, value in child.state_dict().items():
+                state[f"{i}.{key}"] = value
+        return state
+
+    def load_state_dict(self, state):
+        """Copy arrays from ``state`` into this module's live arrays, in place.
+
+        Raises ValueError naming the keys that are missing or unexpected and any
+        array whose shape does not match.
+        """
+        expected = set(self._expected_keys())
+        given = set(state)
+        if expected != given:
+            missing = sorted(expected - given)
+            unexpected = sorted(given - expected)
+            raise ValueError(
+                f"state does not match {type(self).__name__}: missing keys {missing}, "
+                f"unexpected keys {unexpected}"
+            )
+        self._load_checked(state, "")
+        return self
+
+    def _expected_keys(self):
+        keys = [name for name, _ in self._named_state()]
+        keys += [name for name in self._lazy_buffer_names()]
+        for i, child in enumerate(self.children()):
+            keys += [f"{i}.{key}" for key in child._expected_keys()]
+        return keys
+
+    def _lazy_buffer_names(self):
+        """Buffers that are allocated on first use (none by default)."""
+        return []
+
+    def _load_checked(self, state, prefix):
+        for name, live in self._named_state():
+            value = np.asarray(state[prefix + name])
+            if live is None:
+                self._load_lazy(name, value)
+                continue
+            if value.shape != live.shape:
+                raise ValueError(
+                    f"shape mismatch for {prefix + name!r} in {type(self).__name__}: "
+                    f"model has {live.shape}, state has {value.shape}"
+                )
+            if value.dtype.kind not in "biuf":
+                raise TypeError(f"{prefix + name!r} has non-numeric dtype {value.dtype}")
+            np.copyto(live, value, casting="unsafe")
+        for i, child in enumerate(self.children()):
+            child._load_checked(state, f"{prefix}{i}.")
+
+    def _load_lazy(self, name, value):
+        raise AssertionError(f"{type(self).__name__}.{name} is not allocated")
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+class Sequential(Module):
+    """Modules applied one after another.
+
+    ``backward`` feeds every child the input that child saw in the last ``forward``.
+
+    Parameters
+    ----------
+    *modules : Module
+        The children, in order.
+    """
+
+    def __init__(self, *modules):
+        super().__init__()
+        self.modules = []
+        for module in modules:
+            self.add(module)
+
+    def add(self, module):
+        """Append a module; returns self so calls can be chained."""
+        if not isinstance(module, Module):
+            raise TypeError(
+                f"Sequential expects Module instances, got {type(module).__name__}"
+            )
+        self.modules.append(module)
+        return self
+
+    def children(self):
+        return list(self.modules)
+
+    def _compute_output(self, input):
+        if not self.modules:
+            raise ValueError("Sequential has no modules")
+        self._inputs = [input]
+        out = input
+        for module in self.modules:
+            out = module.forward(out)
+            self._inputs.append(out)
+        return out
+
+    def _compute_input_grad(self, input, output_grad):
+        if getattr(self, "_inputs", None) is None or self._inputs[0] is not input:
+            # backward(input, ...) must follow forward(input): replay the forward pass so
+            # every child sees the input it would have seen.
+            self._compute_output(input)
+        grad = output_grad
+        for i in range(len(self.modules) - 1, -1, -1):
+            grad = self.modules[i].backward(self._inputs[i], grad)
+        return grad
+
+    def get_parameters(self):
+        return [p for module in self.modules for p in module.get_parameters()]
+
+    def get_parameters_grad(self):
+        return [g for module in self.modules for g in module.get_parameters_grad()]
+
+    def zero_grad(self):
+        for module in self.modules:
+            module.zero_grad()
+
+    def __len__(self):
+        return len(self.modules)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return Sequential(*self.modules[index])
+        return self.modules[index]
+
+    def __iter__(self):
+        return iter(self.modules)
+
+    def __repr__(self):
+        if not self.modules:
+            return "Sequential()"
+        lines = [f"  ({i}): {module!r}".replace("\n", "\n  ") for i, module in enumerate(self.modules)]
+        return "Sequential(\n" + "\n".join(lines) + "\n)"

@@ -1,0 +1,1 @@
+"""Dataset loaders and minibatching (installed as cynn.datasets)."""

@@ -1,0 +1,97 @@
+"""Build script for cynn's Cython kernels.
+
+The extension list, the compiler directives and the OpenMP detection live here, once.
+
+Environment variables read at build time:
+
+CYNN_DEBUG=1
+    Build with bounds checking, wraparound and initialized-check directives on, so the
+    test suite can run against a checked build.
+CYNN_NO_OPENMP=1
+    Build serial kernels even where OpenMP is available.
+"""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+KERNELS = ["conv", "batchnorm", "pooling"]
+DEBUG = os.environ.get("CYNN_DEBUG", "0") not in ("", "0")
+
+
+def _openmp_flags():
+    """Return the OpenMP compile/link flag if the C compiler accepts it, else None.
+
+    A tiny program is compiled and linked with -fopenmp, the same way the
+    extensions will be; if that fails the build goes on with serial kernels.
+    """
+    if os.environ.get("CYNN_NO_OPENMP", "0") not in ("", "0"):
+        return None
+    cc = os.environ.get("CC", "cc")
+    if shutil.which(cc) is None:
+        return None
+    source = "#include <omp.h>\nint main(void) { return omp_get_max_threads() > 0 ? 0 : 1; }\n"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "check_openmp.c")
+        with open(path, "w") as f:
+            f.write(source)
+        try:
+            result = subprocess.run(
+                [cc, "-fopenmp", path, "-o", os.path.join(tmp, "check_openmp")],
+                capture_output=True,
+            )
+        except OSError:
+            return None
+    return "-fopenmp" if result.returncode == 0 else None
+
+
+OPENMP_FLAG = _openmp_flags()
+if OPENMP_FLAG is None:
+    print("cynn: OpenMP not available; building serial kernels", file=sys.stderr)
+else:
+    print("cynn: building kernels with OpenMP", file=sys.stderr)
+
+directives = {
+    "language_level": 3,
+    "boundscheck": DEBUG,
+    "wraparound": DEBUG,
+    "initializedcheck": DEBUG,
+    "cdivision": not DEBUG,
+    "nonecheck": DEBUG,
+    "embedsignature": True,
+}
+if DEBUG:
+    print("cynn: CYNN_DEBUG=1, building with bounds and wraparound checks", file=sys.stderr)
+
+compile_args = ["-O0", "-g"] if DEBUG else ["-O3"]
+link_args = []
+if OPENMP_FLAG:
+    compile_args.append(OPENMP_FLAG)
+    link_args.append(OPENMP_FLAG)
+
+extensions = [
+    Extension(
+        f"cynn._kernels.{name}",
+        [f"cynn/_kernels/{name}.pyx"],
+        include_dirs=[np.get_include()],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        extra_compile_args=compile_args,
+        extra_link_args=link_args,
+    )
+    for name in KERNELS
+]
+# Without -fopenmp, Cython compiles every prange loop as a plain serial loop.
+
+
+setup(
+    ext_modules=cythonize(
+        extensions,
+        compiler_directives=directives,
+        force=DEBUG,
+    ),
+)

@@ -1,0 +1,1 @@
+"""Training loop, callbacks and scikit-learn estimators (installed as cynn.trainers)."""
