@@ -151,11 +151,11 @@ class Module:
         Raises ValueError naming the keys that are missing or unexpected and any
         array whose shape does not match.
         """
-        expected = set(self._expected_keys())
+        required, optional = self._expected_keys()
         given = set(state)
-        if expected != given:
-            missing = sorted(expected - given)
-            unexpected = sorted(given - expected)
+        missing = sorted(set(required) - given)
+        unexpected = sorted(given - set(required) - set(optional))
+        if missing or unexpected:
             raise ValueError(
                 f"state does not match {type(self).__name__}: missing keys {missing}, "
                 f"unexpected keys {unexpected}"
@@ -164,11 +164,15 @@ class Module:
         return self
 
     def _expected_keys(self):
-        keys = [name for name, _ in self._named_state()]
-        keys += [name for name in self._lazy_buffer_names()]
+        """Keys this module must find in a state, and keys it may find (buffers that
+        are allocated on first use, such as an untrained BatchNormalization's)."""
+        required = [name for name, value in self._named_state() if value is not None]
+        optional = list(self._lazy_buffer_names())
         for i, child in enumerate(self.children()):
-            keys += [f"{i}.{key}" for key in child._expected_keys()]
-        return keys
+            child_required, child_optional = child._expected_keys()
+            required += [f"{i}.{key}" for key in child_required]
+            optional += [f"{i}.{key}" for key in child_optional]
+        return required, optional
 
     def _lazy_buffer_names(self):
         """Buffers that are allocated on first use (none by default)."""
@@ -176,6 +180,8 @@ class Module:
 
     def _load_checked(self, state, prefix):
         for name, live in self._named_state():
+            if prefix + name not in state:
+                continue  # an optional (lazy) buffer the state does not have
             value = np.asarray(state[prefix + name])
             if live is None:
                 self._load_lazy(name, value)

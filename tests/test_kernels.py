@@ -1,0 +1,176 @@
+"""Every kernel against its slow NumPy twin in cynn._kernels._reference, over dtypes and
+awkward shapes, and bit-for-bit independence from the thread count."""
+import numpy as np
+import pytest
+
+import cynn
+from cynn._kernels import _reference as ref
+
+DTYPES = [np.float32, np.float64]
+
+# (N, C, F, H, W, kernel, stride, padding)
+CONV_CASES = [
+    (1, 1, 1, 5, 5, (3, 3), (1, 1), (1, 1)),      # batch of 1, one channel
+    (2, 3, 4, 7, 5, (3, 2), (1, 1), (1, 0)),      # non-square image and kernel
+    (3, 2, 5, 9, 7, (3, 3), (2, 2), (1, 1)),      # stride 2, odd sizes
+    (2, 4, 3, 6, 6, (3, 3), (1, 1), (0, 0)),      # padding 0
+    (2, 2, 3, 8, 11, (1, 4), (2, 3), (0, 2)),     # thin kernel, uneven stride and padding
+    (1, 3, 2, 4, 4, (5, 5), (1, 1), (2, 2)),      # kernel larger than the image
+    (2, 1, 2, 5, 5, (2, 2), (1, 1), (3, 3)),      # padding larger than the kernel
+    (4, 5, 6, 3, 3, (3, 3), (3, 3), (0, 0)),      # a single output pixel
+]
+
+
+def _awkward(x, kind):
+    """The same values as a non-contiguous or a read-only array."""
+    if kind == "noncontiguous":
+        big = np.zeros(x.shape[:-1] + (2 * x.shape[-1],), dtype=x.dtype)
+        big[..., ::2] = x
+        view = big[..., ::2]
+        assert not view.flags.c_contiguous
+        return view
+    if kind == "readonly":
+        y = x.copy()
+        y.setflags(write=False)
+        return y
+    return x
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CONV_CASES)
+@pytest.mark.parametrize("kind", ["plain", "noncontiguous", "readonly"])
+def test_conv2d_matches_reference(case, dtype, kind, rng):
+    n, c, f, h, w, k, s, p = case
+    conv = cynn.Conv2d(c, f, k, stride=s, padding=p, dtype=dtype, random_state=0)
+    x64 = rng.standard_normal((n, c, h, w))
+    x = _awkward(x64.astype(dtype), kind)
+    y = conv.forward(x)
+    w64, b64 = conv.W.astype(np.float64), conv.b.astype(np.float64)
+    expected = ref.conv2d_forward(x.astype(np.float64), w64, b64, s, p)
+    assert y.dtype == dtype and y.shape == expected.shape
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(y, expected, **tol)
+
+    dy = _awkward(rng.standard_normal(y.shape).astype(dtype), kind)
+    dx = conv.backward(x, dy)
+    dx_ref, dw_ref, db_ref = ref.conv2d_backward(x.astype(np.float64), w64, dy.astype(np.float64), s, p)
+    assert dx.dtype == dtype and dx.shape == x.shape
+    np.testing.assert_allclose(dx, dx_ref, **tol)
+    np.testing.assert_allclose(conv.gradW, dw_ref, **tol)
+    np.testing.assert_allclose(conv.gradb, db_ref, **tol)
+
+
+def test_conv2d_without_bias_matches_reference(rng):
+    conv = cynn.Conv2d(2, 3, 3, bias=False, dtype=np.float64, random_state=0)
+    x = rng.standard_normal((2, 2, 5, 4))
+    y = conv.forward(x)
+    np.testing.assert_allclose(y, ref.conv2d_forward(x, conv.W, None, (1, 1), (1, 1)), atol=1e-12)
+    assert conv.get_parameters() == [conv.W]
+    dy = rng.standard_normal(y.shape)
+    dx = conv.backward(x, dy)
+    dx_ref, dw_ref, _ = ref.conv2d_backward(x, conv.W, dy, (1, 1), (1, 1))
+    np.testing.assert_allclose(dx, dx_ref, atol=1e-12)
+    np.testing.assert_allclose(conv.gradW, dw_ref, atol=1e-12)
+
+
+POOL_CASES = [
+    (1, 1, 4, 4, (2, 2), (2, 2), (0, 0)),
+    (2, 3, 7, 5, (3, 3), (2, 2), (1, 1)),   # overlapping windows, odd sizes, padding
+    (2, 2, 6, 9, (2, 3), (1, 2), (1, 0)),   # non-square kernel and stride
+    (3, 1, 5, 5, (5, 5), (1, 1), (2, 2)),
+    (1, 2, 3, 8, (1, 1), (1, 1), (0, 0)),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", POOL_CASES)
+@pytest.mark.parametrize("kind", ["plain", "noncontiguous", "readonly"])
+def test_maxpool2d_matches_reference(case, dtype, kind, rng):
+    n, c, h, w, k, s, p = case
+    pool = cynn.MaxPool2d(k, s, p)
+    x = _awkward(rng.standard_normal((n, c, h, w)).astype(dtype), kind)
+    y = pool.forward(x)
+    y_ref, idx_ref = ref.maxpool2d_forward(np.asarray(x), k, s, p)
+    assert y.dtype == dtype
+    np.testing.assert_array_equal(y, y_ref)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx = pool.backward(x, dy)
+    np.testing.assert_allclose(dx, ref.maxpool2d_backward(dy, idx_ref, x.shape), rtol=1e-6, atol=1e-6)
+
+
+def test_maxpool2d_ties_go_to_first_element():
+    pool = cynn.MaxPool2d(2)
+    x = np.ones((1, 1, 2, 2))
+    pool.forward(x)
+    dx = pool.backward(x, np.full((1, 1, 1, 1), 3.0))
+    np.testing.assert_array_equal(dx, [[[[3.0, 0.0], [0.0, 0.0]]]])
+
+
+def test_maxpool2d_propagates_nan():
+    x = np.array([[[[1.0, np.nan], [5.0, 2.0]]]])
+    assert np.isnan(cynn.MaxPool2d(2).forward(x)).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 3), (7, 5), (4, 3, 5, 6), (1, 2, 3, 3), (2, 1, 1, 7)])
+@pytest.mark.parametrize("kind", ["plain", "noncontiguous", "readonly"])
+def test_batchnorm_matches_reference(shape, dtype, kind, rng):
+    bn = cynn.BatchNormalization(alpha=0.3, dtype=dtype)
+    x = _awkward((rng.standard_normal(shape) * 3 + 1).astype(dtype), kind)
+    y = bn.forward(x)
+    x64 = np.asarray(x, dtype=np.float64)
+    y_ref, mean, var = ref.batchnorm_forward(x64, 1e-3)
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-11, atol=1e-11)
+    np.testing.assert_allclose(y, y_ref, **tol)
+    np.testing.assert_allclose(bn.moving_mean, 0.7 * mean, **tol)
+    np.testing.assert_allclose(bn.moving_variance, 0.3 + 0.7 * var, **tol)
+    dy = _awkward(rng.standard_normal(shape).astype(dtype), kind)
+    dx = bn.backward(x, dy)
+    np.testing.assert_allclose(dx, ref.batchnorm_backward(x64, np.asarray(dy, np.float64), 1e-3), **tol)
+
+
+def _run_model(threads, dtype):
+    cynn.set_num_threads(threads)
+    try:
+        model = cynn.Sequential(
+            cynn.Conv2d(3, 8, 3, dtype=dtype, random_state=0),
+            cynn.BatchNormalization(alpha=0.9, dtype=dtype),
+            cynn.MaxPool2d(2),
+            cynn.Conv2d(8, 16, 3, stride=2, dtype=dtype, random_state=1),
+            cynn.BatchNormalization(dtype=dtype),
+        )
+        x = np.random.default_rng(0).standard_normal((16, 3, 16, 16)).astype(dtype)
+        y = model.forward(x)
+        dy = np.random.default_rng(1).standard_normal(y.shape).astype(dtype)
+        dx = model.backward(x, dy)
+        return [y, dx] + [g.copy() for g in model.get_parameters_grad()]
+    finally:
+        cynn.set_num_threads(2)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_results_do_not_depend_on_thread_count(dtype):
+    one = _run_model(1, dtype)
+    two = _run_model(2, dtype)
+    for a, b in zip(one, two):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_kernels_reject_inconsistent_shapes():
+    """The def wrappers re-check sizes: a bug in a layer raises, never writes out of bounds."""
+    from cynn._kernels import conv, pooling
+
+    x = np.zeros((2, 3, 5, 5), np.float32)
+    w = np.zeros((4, 27), np.float32)
+    out = np.zeros((2, 4, 5, 5), np.float32)
+    with pytest.raises(ValueError, match="inconsistent"):
+        conv.conv2d_forward(x, w, np.zeros(4, np.float32), np.zeros((27, 10), np.float32),
+                            np.zeros((4, 50), np.float32), out, 3, 3, 1, 1, 1, 1, True, 1)
+    with pytest.raises(ValueError, match="inconsistent"):
+        pooling.maxpool2d_forward(x, np.zeros((2, 3, 3, 3), np.float32),
+                                  np.zeros((2, 3, 2, 2), np.int64), 2, 2, 2, 2, 0, 0, 1)
+    with pytest.raises((ValueError, TypeError)):
+        # Mixed dtypes cannot reach the loops.
+        conv.conv2d_forward(x, w.astype(np.float64), np.zeros(4, np.float32),
+                            np.zeros((27, 50), np.float32), np.zeros((4, 50), np.float32),
+                            out, 3, 3, 1, 1, 1, 1, True, 1)
