@@ -79,7 +79,8 @@ extensions = [
         f"cynn._kernels.{name}",
         [f"cynn/_kernels/{name}.pyx"],
         include_dirs=[np.get_include()],
-        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
+                       ("CYNN_DEBUG_BUILD", "1" if DEBUG else "0")],
         extra_compile_args=compile_args,
         extra_link_args=link_args,
     )

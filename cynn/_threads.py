@@ -1,20 +1,30 @@
 """Thread count shared by the Cython kernels (OpenMP) and BLAS.
 
 The kernels receive the count as an argument of every call (``prange(num_threads=...)``),
-so changing it never needs a rebuild.  BLAS threads are set through threadpoolctl; a GEMM
-is never called from inside a ``prange`` region, so the two pools are never nested.
+so changing it never needs a rebuild.
+
+Two BLAS libraries are usually loaded: the one NumPy uses (``Linear``'s matmul) and the
+one behind ``scipy.linalg.cython_blas`` (the convolution kernels).  The convolution
+kernels spread samples over OpenMP threads and call a single-threaded GEMM per sample,
+so SciPy's BLAS is pinned to one thread; a threaded GEMM inside a prange region would
+put two thread pools on the same cores.  NumPy's BLAS gets the cynn thread count.
+When SciPy's BLAS cannot be told apart from NumPy's, the kernels fall back to serial
+loops around threaded GEMMs (`kernel_blas_single_threaded` returns False).
 """
 import os
 
 _num_threads = None
+_kernel_blas_pinned = None
 
 
 def _parse_positive_int(value, name):
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
     try:
         n = int(value)
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a positive integer, got {value!r}") from None
-    if n < 1 or isinstance(value, bool) or (isinstance(value, float) and value != n):
+    if n < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return n
 
@@ -33,7 +43,7 @@ def get_num_threads():
 
 
 def set_num_threads(n):
-    """Set the number of threads used by cynn's kernels and by BLAS.
+    """Set the number of threads used by cynn's kernels and by NumPy's BLAS.
 
     Results do not depend on this number: every reduction runs in a fixed order.
     """
@@ -42,8 +52,36 @@ def set_num_threads(n):
     _limit_blas(_num_threads)
 
 
-def _limit_blas(n):
-    from threadpoolctl import threadpool_limits
+def _scipy_blas_controllers(controller):
+    """threadpoolctl controllers of the BLAS libraries shipped inside SciPy's wheel."""
+    import scipy
 
-    # Not used as a context manager: the limit stays in force until changed again.
-    threadpool_limits(limits=n, user_api="blas")
+    scipy_libs = os.path.normcase(os.path.realpath(os.path.dirname(scipy.__file__))) + ".libs"
+    return [lib for lib in controller.lib_controllers
+            if lib.user_api == "blas"
+            and os.path.normcase(os.path.dirname(os.path.realpath(lib.filepath))) == scipy_libs]
+
+
+def kernel_blas_single_threaded():
+    """Pin SciPy's BLAS to one thread (once); True if that could be done."""
+    global _kernel_blas_pinned
+    if _kernel_blas_pinned is None:
+        from threadpoolctl import ThreadpoolController
+
+        import scipy.linalg.cython_blas  # noqa: F401  (loads the library first)
+
+        libs = _scipy_blas_controllers(ThreadpoolController())
+        for lib in libs:
+            lib.set_num_threads(1)
+        _kernel_blas_pinned = bool(libs)
+    return _kernel_blas_pinned
+
+
+def _limit_blas(n):
+    from threadpoolctl import ThreadpoolController
+
+    controller = ThreadpoolController()
+    pinned = {lib.filepath for lib in _scipy_blas_controllers(controller)} if kernel_blas_single_threaded() else set()
+    for lib in controller.lib_controllers:
+        if lib.user_api == "blas":
+            lib.set_num_threads(1 if lib.filepath in pinned else n)

@@ -1,22 +1,29 @@
-"""Conv2d kernels: im2col / col2im over the whole batch plus one GEMM per product.
+"""Conv2d kernels: per-sample im2col / col2im around BLAS GEMMs.
 
 Layout.  Input x is (N, C, H, W), output y is (N, F, Ho, Wo), P = Ho * Wo and
-K = C * kh * kw.  The column matrix holds the whole batch, ``col`` (K, N * P), with
-row ``r = (c * kh + i) * kw + j`` and column ``n * P + oh * Wo + ow``.  Then
+K = C * kh * kw.  Each sample n is unfolded into a (K, P) column matrix with row
+``r = (c * kh + i) * kw + j`` and column ``oh * Wo + ow``, in a per-thread workspace
+small enough to stay in cache, and then
 
-    forward:   tmp (F, N*P)  = W (F, K) @ col                 then y[n, f] = tmp[f, n] + b[f]
-    backward:  dyt (F, N*P)  = dy transposed,  gb[f] += sum(dyt[f])
-               gW  (F, K)   += dyt @ col^T
-               dcol (K, N*P) = W^T @ dyt                      then dx = col2im(dcol)
+    forward:     y[n]  (F, P) = W (F, K) @ col_n + b
+    input grad:  dcol  (K, P) = W^T @ dy[n]             then dx[n] = col2im(dcol)
+    weight grad: part[g] (F, K) += dy[n] @ col_n^T       for the samples n of group g
+                 gW += part[0] + part[1] + ...           in group order
+    bias grad:   gb[f] += sum over n, p of dy[n, f, p]
 
-The GEMMs run multi-threaded inside BLAS, outside any prange region; the sweeps run
-under prange with static schedules, and every output element is written by one
-iteration summing in a fixed order, so results do not depend on the thread count.
+Threads.  Samples (and groups of samples) are spread over OpenMP threads with a static
+schedule; each thread calls a single-threaded GEMM on its own sample, so BLAS threads
+are never nested inside the prange region.  When the caller could not pin the BLAS
+used here to one thread (``blas_single_threaded=False``) the loops run serially and
+BLAS threads each GEMM instead.  The number of weight-gradient groups is fixed by
+the caller independently of the thread count, and every sum runs in a fixed order,
+so results are bit-identical for any number of threads.
+
 The Python layer checks every shape; the ``def`` functions re-check the sizes they
 index with, so a bug upstream is an exception, never an out-of-bounds access.
 """
 from cython cimport floating
-from cython.parallel cimport prange
+from cython.parallel cimport prange, threadid
 from libc.string cimport memset
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
@@ -27,13 +34,22 @@ cdef extern from *:
     #else
     #define CYNN_HAVE_OPENMP 0
     #endif
+    #ifndef CYNN_DEBUG_BUILD
+    #define CYNN_DEBUG_BUILD 0
+    #endif
     """
     int CYNN_HAVE_OPENMP
+    int CYNN_DEBUG_BUILD
 
 
 def openmp_enabled():
     """True when the kernels were compiled with OpenMP."""
     return bool(CYNN_HAVE_OPENMP)
+
+
+def debug_build():
+    """True for a CYNN_DEBUG=1 build (bounds and wraparound checks on)."""
+    return bool(CYNN_DEBUG_BUILD)
 
 
 cdef void gemm_rm(bint trans_a, bint trans_b, int m, int n, int k, floating alpha,
@@ -68,21 +84,18 @@ cdef inline Py_ssize_t _end_valid(Py_ssize_t offset, Py_ssize_t stride, Py_ssize
     return last if last < n_out else n_out
 
 
-cdef void _im2col(const floating[:, :, :, ::1] x, floating[:, ::1] col,
-                  int kh, int kw, int sh, int sw, int ph, int pw, int ho, int wo,
-                  int num_threads) noexcept nogil:
-    cdef Py_ssize_t n_batch = x.shape[0], height = x.shape[2], width = x.shape[3]
-    cdef Py_ssize_t n_rows = col.shape[0], p = ho * wo
-    cdef Py_ssize_t task, r, n, c, i, j, oh, ow, ih, ow_lo, ow_hi, base
+cdef void _im2col_sample(const floating* x, Py_ssize_t channels, Py_ssize_t height,
+                         Py_ssize_t width, floating* col, int kh, int kw, int sh, int sw,
+                         int ph, int pw, int ho, int wo) noexcept nogil:
+    """Unfold one (C, H, W) sample into col (K, P)."""
+    cdef Py_ssize_t p = ho * wo, r, c, i, j, oh, ow, ih, ow_lo, ow_hi, iw0
     cdef floating* dst
-    for task in prange(n_rows * n_batch, nogil=True, schedule='static',
-                       num_threads=num_threads):
-        r = task // n_batch
-        n = task - r * n_batch
+    cdef const floating* src
+    for r in range(channels * kh * kw):
         j = r % kw
         i = (r // kw) % kh
         c = r // (kw * kh)
-        dst = &col[r, n * p]
+        dst = col + r * p
         ow_lo = _first_valid(j - pw, sw)
         if ow_lo > wo:
             ow_lo = wo
@@ -91,42 +104,50 @@ cdef void _im2col(const floating[:, :, :, ::1] x, floating[:, ::1] col,
             ow_hi = ow_lo
         for oh in range(ho):
             ih = oh * sh - ph + i
-            base = oh * wo
             if ih < 0 or ih >= height:
-                memset(&dst[base], 0, wo * sizeof(floating))
+                memset(dst + oh * wo, 0, wo * sizeof(floating))
                 continue
+            src = x + (c * height + ih) * width
             for ow in range(ow_lo):
-                dst[base + ow] = 0
-            for ow in range(ow_lo, ow_hi):
-                dst[base + ow] = x[n, c, ih, ow * sw - pw + j]
+                dst[oh * wo + ow] = 0
+            iw0 = j - pw
+            if sw == 1:
+                for ow in range(ow_lo, ow_hi):
+                    dst[oh * wo + ow] = src[ow + iw0]
+            else:
+                for ow in range(ow_lo, ow_hi):
+                    dst[oh * wo + ow] = src[ow * sw + iw0]
             for ow in range(ow_hi, wo):
-                dst[base + ow] = 0
+                dst[oh * wo + ow] = 0
 
 
-cdef void _col2im(const floating[:, ::1] dcol, floating[:, :, :, ::1] dx,
-                  int kh, int kw, int sh, int sw, int ph, int pw, int ho, int wo,
-                  int num_threads) noexcept nogil:
-    cdef Py_ssize_t n_batch = dx.shape[0], channels = dx.shape[1]
-    cdef Py_ssize_t height = dx.shape[2], width = dx.shape[3], p = ho * wo
-    cdef Py_ssize_t task, n, c, i, j, r, oh, ow, ih, ow_lo, ow_hi
+cdef void _col2im_sample(const floating* col, Py_ssize_t channels, Py_ssize_t height,
+                         Py_ssize_t width, floating* dx, int kh, int kw, int sh, int sw,
+                         int ph, int pw, int ho, int wo) noexcept nogil:
+    """Fold col (K, P) back into one (C, H, W) sample: dx = sum of overlapping patches."""
+    cdef Py_ssize_t p = ho * wo, r, c, i, j, oh, ow, ih, ow_lo, ow_hi, iw0
     cdef const floating* src
-    for task in prange(n_batch * channels, nogil=True, schedule='static',
-                       num_threads=num_threads):
-        n = task // channels
-        c = task - n * channels
-        memset(&dx[n, c, 0, 0], 0, height * width * sizeof(floating))
-        for i in range(kh):
-            for j in range(kw):
-                r = (c * kh + i) * kw + j
-                src = &dcol[r, n * p]
-                ow_lo = _first_valid(j - pw, sw)
-                ow_hi = _end_valid(j - pw, sw, width, wo)
-                for oh in range(ho):
-                    ih = oh * sh - ph + i
-                    if ih < 0 or ih >= height:
-                        continue
-                    for ow in range(ow_lo, ow_hi):
-                        dx[n, c, ih, ow * sw - pw + j] += src[oh * wo + ow]
+    cdef floating* dst
+    memset(dx, 0, channels * height * width * sizeof(floating))
+    for r in range(channels * kh * kw):
+        j = r % kw
+        i = (r // kw) % kh
+        c = r // (kw * kh)
+        src = col + r * p
+        ow_lo = _first_valid(j - pw, sw)
+        ow_hi = _end_valid(j - pw, sw, width, wo)
+        iw0 = j - pw
+        for oh in range(ho):
+            ih = oh * sh - ph + i
+            if ih < 0 or ih >= height:
+                continue
+            dst = dx + (c * height + ih) * width
+            if sw == 1:
+                for ow in range(ow_lo, ow_hi):
+                    dst[ow + iw0] += src[oh * wo + ow]
+            else:
+                for ow in range(ow_lo, ow_hi):
+                    dst[ow * sw + iw0] += src[oh * wo + ow]
 
 
 def _check(bint ok, str what):
@@ -134,95 +155,118 @@ def _check(bint ok, str what):
         raise ValueError(f"conv kernel: inconsistent {what}")
 
 
+cdef inline bint _size_ok(Py_ssize_t ho, Py_ssize_t wo, Py_ssize_t h, Py_ssize_t w,
+                          int kh, int kw, int sh, int sw, int ph, int pw):
+    return (ho >= 1 and wo >= 1 and ho == (h + 2 * ph - kh) // sh + 1
+            and wo == (w + 2 * pw - kw) // sw + 1)
+
+
 def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] weight,
-                   const floating[::1] bias, floating[:, ::1] col, floating[:, ::1] tmp,
+                   const floating[::1] bias, floating[:, ::1] workspace,
                    floating[:, :, :, ::1] out, int kh, int kw, int sh, int sw, int ph,
-                   int pw, bint has_bias, int num_threads):
-    """out = conv(x, weight) + bias, with ``col`` (K, N*P) and ``tmp`` (F, N*P) workspaces."""
+                   int pw, bint has_bias, int num_threads, bint blas_single_threaded):
+    """out[n] = weight @ im2col(x[n]) + bias; ``workspace`` holds one (K*P) row per thread."""
     cdef Py_ssize_t n_batch = x.shape[0], channels = x.shape[1]
+    cdef Py_ssize_t height = x.shape[2], width = x.shape[3]
     cdef Py_ssize_t n_filters = weight.shape[0], k = weight.shape[1]
     cdef int ho = out.shape[2], wo = out.shape[3]
-    cdef Py_ssize_t p = ho * wo
-    cdef Py_ssize_t task, n, f, q
+    cdef Py_ssize_t p = ho * wo, n, f, q, tid
+    cdef int threads = num_threads if blas_single_threaded else 1
     cdef floating bf
+    cdef floating* col
     cdef floating* dst
     _check(k == channels * kh * kw, "weight shape")
     _check(out.shape[0] == n_batch and out.shape[1] == n_filters, "output shape")
-    _check(ho == (x.shape[2] + 2 * ph - kh) // sh + 1 and wo == (x.shape[3] + 2 * pw - kw) // sw + 1,
-           "output size")
-    _check(col.shape[0] == k and col.shape[1] == n_batch * p, "column workspace")
-    _check(tmp.shape[0] == n_filters and tmp.shape[1] == n_batch * p, "product workspace")
+    _check(_size_ok(ho, wo, height, width, kh, kw, sh, sw, ph, pw), "output size")
+    _check(workspace.shape[0] >= threads and workspace.shape[1] >= k * p, "column workspace")
     _check(not has_bias or bias.shape[0] == n_filters, "bias shape")
-    with nogil:
-        _im2col(x, col, kh, kw, sh, sw, ph, pw, ho, wo, num_threads)
-        gemm_rm(False, False, <int> n_filters, <int> (n_batch * p), <int> k, <floating> 1,
-                &weight[0, 0], <int> k, &col[0, 0], <int> (n_batch * p), <floating> 0,
-                &tmp[0, 0], <int> (n_batch * p))
-        for task in prange(n_batch * n_filters, schedule='static', num_threads=num_threads):
-            n = task // n_filters
-            f = task - n * n_filters
-            bf = bias[f] if has_bias else 0
-            dst = &out[n, f, 0, 0]
-            for q in range(p):
-                dst[q] = tmp[f, n * p + q] + bf
+    for n in prange(n_batch, nogil=True, schedule='static', num_threads=threads):
+        tid = threadid()
+        col = &workspace[tid, 0]
+        _im2col_sample(&x[n, 0, 0, 0], channels, height, width, col, kh, kw, sh, sw, ph, pw, ho, wo)
+        gemm_rm(False, False, <int> n_filters, <int> p, <int> k, <floating> 1,
+                &weight[0, 0], <int> k, col, <int> p, <floating> 0, &out[n, 0, 0, 0], <int> p)
+        if has_bias:
+            for f in range(n_filters):
+                bf = bias[f]
+                dst = &out[n, f, 0, 0]
+                for q in range(p):
+                    dst[q] = dst[q] + bf
 
 
-def conv2d_grad_output(const floating[:, :, :, ::1] dy, floating[:, ::1] dyt,
-                       floating[::1] grad_bias, bint accumulate_bias, int num_threads):
-    """dyt (F, N*P) = dy (N, F, P) transposed; ``grad_bias[f] += sum(dy[:, f])`` if asked."""
-    cdef Py_ssize_t n_batch = dy.shape[0], n_filters = dy.shape[1]
-    cdef Py_ssize_t p = dy.shape[2] * dy.shape[3]
-    cdef Py_ssize_t f, n, q
-    cdef double total
-    cdef const floating* src
-    _check(dyt.shape[0] == n_filters and dyt.shape[1] == n_batch * p, "gradient workspace")
-    _check(not accumulate_bias or grad_bias.shape[0] == n_filters, "bias gradient shape")
-    for f in prange(n_filters, nogil=True, schedule='static', num_threads=num_threads):
-        total = 0
-        for n in range(n_batch):
-            src = &dy[n, f, 0, 0]
-            for q in range(p):
-                dyt[f, n * p + q] = src[q]
-                total = total + src[q]
-        if accumulate_bias:
-            grad_bias[f] += <floating> total
-
-
-def conv2d_grad_weight(const floating[:, :, :, ::1] x, const floating[:, ::1] dyt,
-                       floating[:, ::1] col, floating[:, ::1] grad_weight,
-                       int kh, int kw, int sh, int sw, int ph, int pw, int ho, int wo,
-                       int num_threads):
-    """grad_weight (F, K) += dyt (F, N*P) @ im2col(x)^T, using ``col`` as workspace."""
-    cdef Py_ssize_t n_batch = x.shape[0], channels = x.shape[1]
-    cdef Py_ssize_t n_filters = grad_weight.shape[0], k = grad_weight.shape[1]
-    cdef Py_ssize_t np_ = n_batch * ho * wo
-    _check(k == channels * kh * kw, "weight gradient shape")
-    _check(ho == (x.shape[2] + 2 * ph - kh) // sh + 1 and wo == (x.shape[3] + 2 * pw - kw) // sw + 1,
-           "output size")
-    _check(col.shape[0] == k and col.shape[1] == np_, "column workspace")
-    _check(dyt.shape[0] == n_filters and dyt.shape[1] == np_, "gradient workspace")
-    with nogil:
-        _im2col(x, col, kh, kw, sh, sw, ph, pw, ho, wo, num_threads)
-        gemm_rm(False, True, <int> n_filters, <int> k, <int> np_, <floating> 1,
-                &dyt[0, 0], <int> np_, &col[0, 0], <int> np_, <floating> 1,
-                &grad_weight[0, 0], <int> k)
-
-
-def conv2d_grad_input(const floating[:, ::1] weight, const floating[:, ::1] dyt,
-                      floating[:, ::1] dcol, floating[:, :, :, ::1] dx,
-                      int kh, int kw, int sh, int sw, int ph, int pw, int ho, int wo,
-                      int num_threads):
-    """dx = col2im(W^T (K, F) @ dyt (F, N*P)), using ``dcol`` (K, N*P) as workspace."""
+def conv2d_grad_input(const floating[:, ::1] weight, const floating[:, :, :, ::1] dy,
+                      floating[:, ::1] workspace, floating[:, :, :, ::1] dx,
+                      int kh, int kw, int sh, int sw, int ph, int pw, int num_threads,
+                      bint blas_single_threaded):
+    """dx[n] = col2im(weight^T @ dy[n])."""
     cdef Py_ssize_t n_batch = dx.shape[0], channels = dx.shape[1]
+    cdef Py_ssize_t height = dx.shape[2], width = dx.shape[3]
     cdef Py_ssize_t n_filters = weight.shape[0], k = weight.shape[1]
-    cdef Py_ssize_t np_ = n_batch * ho * wo
+    cdef int ho = dy.shape[2], wo = dy.shape[3]
+    cdef Py_ssize_t p = ho * wo, n, tid
+    cdef int threads = num_threads if blas_single_threaded else 1
+    cdef floating* dcol
     _check(k == channels * kh * kw, "weight shape")
-    _check(ho == (dx.shape[2] + 2 * ph - kh) // sh + 1 and wo == (dx.shape[3] + 2 * pw - kw) // sw + 1,
-           "output size")
-    _check(dcol.shape[0] == k and dcol.shape[1] == np_, "column workspace")
-    _check(dyt.shape[0] == n_filters and dyt.shape[1] == np_, "gradient workspace")
-    with nogil:
-        gemm_rm(True, False, <int> k, <int> np_, <int> n_filters, <floating> 1,
-                &weight[0, 0], <int> k, &dyt[0, 0], <int> np_, <floating> 0,
-                &dcol[0, 0], <int> np_)
-        _col2im(dcol, dx, kh, kw, sh, sw, ph, pw, ho, wo, num_threads)
+    _check(dy.shape[0] == n_batch and dy.shape[1] == n_filters, "gradient shape")
+    _check(_size_ok(ho, wo, height, width, kh, kw, sh, sw, ph, pw), "output size")
+    _check(workspace.shape[0] >= threads and workspace.shape[1] >= k * p, "column workspace")
+    for n in prange(n_batch, nogil=True, schedule='static', num_threads=threads):
+        tid = threadid()
+        dcol = &workspace[tid, 0]
+        gemm_rm(True, False, <int> k, <int> p, <int> n_filters, <floating> 1,
+                &weight[0, 0], <int> k, &dy[n, 0, 0, 0], <int> p, <floating> 0, dcol, <int> p)
+        _col2im_sample(dcol, channels, height, width, &dx[n, 0, 0, 0], kh, kw, sh, sw, ph, pw, ho, wo)
+
+
+def conv2d_grad_params(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] dy,
+                       floating[:, ::1] grad_weight, floating[::1] grad_bias, bint has_bias,
+                       floating[:, ::1] workspace, floating[:, :, ::1] partial,
+                       int kh, int kw, int sh, int sw, int ph, int pw, int num_threads,
+                       bint blas_single_threaded):
+    """grad_weight += sum_n dy[n] @ im2col(x[n])^T and grad_bias += sum dy, in a fixed order.
+
+    ``partial`` (G, F, K) holds one partial sum per group of consecutive samples; G is
+    chosen by the caller independently of the thread count.
+    """
+    cdef Py_ssize_t n_batch = x.shape[0], channels = x.shape[1]
+    cdef Py_ssize_t height = x.shape[2], width = x.shape[3]
+    cdef Py_ssize_t n_filters = grad_weight.shape[0], k = grad_weight.shape[1]
+    cdef Py_ssize_t n_groups = partial.shape[0]
+    cdef int ho = dy.shape[2], wo = dy.shape[3]
+    cdef Py_ssize_t p = ho * wo, n, g, f, e, q, tid, first, last
+    cdef int threads = num_threads if blas_single_threaded else 1
+    cdef double total
+    cdef floating acc
+    cdef floating* col
+    cdef const floating* src
+    _check(k == channels * kh * kw, "weight gradient shape")
+    _check(dy.shape[0] == n_batch and dy.shape[1] == n_filters, "gradient shape")
+    _check(_size_ok(ho, wo, height, width, kh, kw, sh, sw, ph, pw), "output size")
+    _check(workspace.shape[0] >= threads and workspace.shape[1] >= k * p, "column workspace")
+    _check(n_groups >= 1 and partial.shape[1] == n_filters and partial.shape[2] == k,
+           "partial-sum workspace")
+    _check(not has_bias or grad_bias.shape[0] == n_filters, "bias gradient shape")
+    for g in prange(n_groups, nogil=True, schedule='static', num_threads=threads):
+        tid = threadid()
+        col = &workspace[tid, 0]
+        first = g * n_batch // n_groups
+        last = (g + 1) * n_batch // n_groups
+        memset(&partial[g, 0, 0], 0, n_filters * k * sizeof(floating))
+        for n in range(first, last):
+            _im2col_sample(&x[n, 0, 0, 0], channels, height, width, col, kh, kw, sh, sw, ph, pw, ho, wo)
+            gemm_rm(False, True, <int> n_filters, <int> k, <int> p, <floating> 1,
+                    &dy[n, 0, 0, 0], <int> p, col, <int> p, <floating> 1, &partial[g, 0, 0], <int> k)
+    for e in prange(n_filters * k, nogil=True, schedule='static', num_threads=num_threads):
+        f = e // k
+        acc = 0
+        for g in range(n_groups):
+            acc = acc + partial[g, f, e - f * k]
+        grad_weight[f, e - f * k] += acc
+    if has_bias:
+        for f in prange(n_filters, nogil=True, schedule='static', num_threads=num_threads):
+            total = 0
+            for n in range(n_batch):
+                src = &dy[n, f, 0, 0]
+                for q in range(p):
+                    total = total + src[q]
+            grad_bias[f] += <floating> total

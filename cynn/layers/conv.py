@@ -2,7 +2,7 @@
 import numpy as np
 
 from .._random import check_random_state
-from .._threads import get_num_threads
+from .._threads import get_num_threads, kernel_blas_single_threaded
 from .._validation import (as_float_array, check_dtype, check_ndim, int_pair,
                            positive_int)
 from .._kernels import conv as _conv
@@ -65,6 +65,10 @@ class Conv2d(Module):
     PyTorch uses the fan-in ``in_channels * kh * kw`` instead.
     """
 
+    # Partial sums of the weight gradient (groups of samples).  More groups than
+    # threads balances the load; the number must not depend on the thread count.
+    _GRAD_GROUPS = 8
+
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding="same",
                  bias=True, dtype=np.float32, random_state=None):
         super().__init__()
@@ -88,7 +92,6 @@ class Conv2d(Module):
             self.b = self.gradb = None
             self._parameter_names, self._grad_names = ("W",), ("gradW",)
         self._ws = Workspaces()
-        self._grad_cache = None
 
     @property
     def bias(self):
@@ -110,69 +113,51 @@ class Conv2d(Module):
             )
         return x, ((h - kh) // sh + 1, (w - kw) // sw + 1)
 
-    def _geometry(self, out_hw):
+    def _geometry(self):
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        return kh, kw, sh, sw, ph, pw, out_hw[0], out_hw[1]
+        return kh, kw, sh, sw, ph, pw
+
+    def _columns(self, out_hw):
+        """Per-thread im2col workspace: one (K * P) row per thread."""
+        threads = get_num_threads()
+        k = self.W[0].size
+        return self._ws.get("col", (threads, k * out_hw[0] * out_hw[1]), self.dtype)
 
     def _compute_output(self, input):
-        x, (ho, wo) = self._check_input(input)
-        n, f = x.shape[0], self.out_channels
-        k = self.W[0].size
-        npix = n * ho * wo
-        col = self._ws.get("col", (k, npix), self.dtype)
-        tmp = self._ws.get("tmp", (f, npix), self.dtype)
-        out = np.empty((n, f, ho, wo), dtype=self.dtype)
+        x, out_hw = self._check_input(input)
+        f, k = self.out_channels, self.W[0].size
+        out = np.empty((x.shape[0], f) + out_hw, dtype=self.dtype)
         bias = self.b if self.b is not None else np.empty(0, self.dtype)
-        kh, kw, sh, sw, ph, pw, _, _ = self._geometry((ho, wo))
-        _conv.conv2d_forward(x, self.W.reshape(f, k), bias, col, tmp, out,
-                             kh, kw, sh, sw, ph, pw, self.b is not None, get_num_threads())
+        kh, kw, sh, sw, ph, pw = self._geometry()
+        _conv.conv2d_forward(x, self.W.reshape(f, k), bias, self._columns(out_hw), out,
+                             kh, kw, sh, sw, ph, pw, self.b is not None, get_num_threads(),
+                             kernel_blas_single_threaded())
         return out
-
-    def _transposed_grad(self, x, output_grad, out_hw):
-        """dy as an (F, N*P) matrix, plus the bias gradient of this call.
-
-        Computed once per backward: both hooks need it, and backward calls them
-        back to back with the same output_grad object.
-        """
-        cache = self._grad_cache
-        if cache is not None and cache[0] is output_grad:
-            return cache[1], cache[2]
-        n, f = x.shape[0], self.out_channels
-        dy = check_grad_input(self, x, output_grad, (n, f) + out_hw, self.dtype)
-        dyt = self._ws.get("dyt", (f, n * out_hw[0] * out_hw[1]), self.dtype)
-        db = np.zeros(f, dtype=self.dtype)
-        _conv.conv2d_grad_output(dy, dyt, db, True, get_num_threads())
-        self._grad_cache = (output_grad, dyt, db)
-        return dyt, db
 
     def _compute_input_grad(self, input, output_grad):
         x, out_hw = self._check_input(input)
-        dyt, _ = self._transposed_grad(x, output_grad, out_hw)
         f, k = self.out_channels, self.W[0].size
-        dcol = self._ws.get("col", (k, dyt.shape[1]), self.dtype)
+        dy = check_grad_input(self, x, output_grad, (x.shape[0], f) + out_hw, self.dtype)
         dx = np.empty(x.shape, dtype=self.dtype)
-        _conv.conv2d_grad_input(self.W.reshape(f, k), dyt, dcol, dx,
-                                *self._geometry(out_hw), get_num_threads())
+        _conv.conv2d_grad_input(self.W.reshape(f, k), dy, self._columns(out_hw), dx,
+                                *self._geometry(), get_num_threads(), kernel_blas_single_threaded())
         return dx
 
     def _update_parameters_grad(self, input, output_grad):
         x, out_hw = self._check_input(input)
-        try:
-            dyt, db = self._transposed_grad(x, output_grad, out_hw)
-            f, k = self.out_channels, self.W[0].size
-            col = self._ws.get("col", (k, dyt.shape[1]), self.dtype)
-            _conv.conv2d_grad_weight(x, dyt, col, self.gradW.reshape(f, k),
-                                     *self._geometry(out_hw), get_num_threads())
-            if self.b is not None:
-                self.gradb += db
-        finally:
-            # The cache lives for one backward call only: a later call may pass a
-            # different (or modified) gradient array.
-            self._grad_cache = None
+        f, k = self.out_channels, self.W[0].size
+        dy = check_grad_input(self, x, output_grad, (x.shape[0], f) + out_hw, self.dtype)
+        # A fixed number of partial sums, whatever the thread count, keeps the
+        # weight gradient bit-identical for any number of threads.
+        groups = min(x.shape[0], self._GRAD_GROUPS)
+        partial = self._ws.get("partial", (groups, f, k), self.dtype)
+        grad_b = self.gradb if self.gradb is not None else np.empty(0, self.dtype)
+        _conv.conv2d_grad_params(x, dy, self.gradW.reshape(f, k), grad_b, self.b is not None,
+                                 self._columns(out_hw), partial, *self._geometry(),
+                                 get_num_threads(), kernel_blas_single_threaded())
 
     def _on_astype(self, dtype):
         self._ws.clear()
-        self._grad_cache = None
 
     def __repr__(self):
         ks = self.kernel_size if self.kernel_size[0] != self.kernel_size[1] else self.kernel_size[0]
