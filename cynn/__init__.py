@@ -9,6 +9,8 @@ from .gradcheck import GradcheckError, check_criterion, gradcheck
 from .layers import (AvgPool2d, BatchNormalization, ChannelwiseScaling, Conv2d, Dropout,
                      Flatten, Linear, MaxPool2d)
 from .module import Module, Sequential
+from .optim import (SGD, Adam, AdamW, CosineAnnealingLR, ExponentialLR, LRScheduler, Optimizer,
+                    ReduceLROnPlateau, StepLR)
 from .serialization import load, save
 
 __version__ = "0.1.0"
@@ -32,4 +34,13 @@ __all__ = [
     "AvgPool2d",
     "MaxPool2d",
     "Flatten",
+    "Optimizer",
+    "SGD",
+    "Adam",
+    "AdamW",
+    "LRScheduler",
+    "StepLR",
+    "ExponentialLR",
+    "CosineAnnealingLR",
+    "ReduceLROnPlateau",
 ]
