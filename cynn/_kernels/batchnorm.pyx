@@ -1,11 +1,21 @@
 """BatchNormalization kernels over (N, C, S) views: S = H * W for images, 1 for vectors.
 
-Each channel is one prange iteration that sums in a fixed order (accumulating in
-double), so statistics do not depend on the thread count.
+Statistics are sums in double precision, each channel's taken in one fixed order
+(whatever the thread count), in one sweep over the data: the mean and the centred
+second moment come from the sums of x and of (x - shift)^2, with ``shift`` the first
+element of the channel so that the subtraction does not cancel for data far from 0.
+
+Two loop orders: for images every channel is a contiguous run per sample and a
+thread takes whole channels; for vectors (S = 1) a channel is a strided column, so
+a thread takes a block of columns and walks the rows, which keeps the reads
+contiguous and lets the compiler vectorize across channels.
 """
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport sqrt
+
+cdef enum:
+    COLUMN_BLOCK = 64
 
 
 def _check(bint ok, str what):
@@ -13,41 +23,111 @@ def _check(bint ok, str what):
         raise ValueError(f"batchnorm kernel: inconsistent {what}")
 
 
+cdef void _sums_channel(const floating* x, Py_ssize_t n_batch, Py_ssize_t channels,
+                        Py_ssize_t s, Py_ssize_t c, double* out_sum, double* out_sq,
+                        double shift) noexcept nogil:
+    # Four independent accumulators let the compiler pipeline (and pair) the adds.
+    cdef double a0 = 0, a1 = 0, a2 = 0, a3 = 0, q0 = 0, q1 = 0, q2 = 0, q3 = 0, d0, d1, d2, d3
+    cdef Py_ssize_t n, q
+    cdef const floating* src
+    for n in range(n_batch):
+        src = x + (n * channels + c) * s
+        q = 0
+        while q + 4 <= s:
+            d0 = src[q] - shift
+            d1 = src[q + 1] - shift
+            d2 = src[q + 2] - shift
+            d3 = src[q + 3] - shift
+            a0 += d0
+            a1 += d1
+            a2 += d2
+            a3 += d3
+            q0 += d0 * d0
+            q1 += d1 * d1
+            q2 += d2 * d2
+            q3 += d3 * d3
+            q += 4
+        while q < s:
+            d0 = src[q] - shift
+            a0 += d0
+            q0 += d0 * d0
+            q += 1
+    out_sum[0] = (a0 + a1) + (a2 + a3)
+    out_sq[0] = (q0 + q1) + (q2 + q3)
+
+
+cdef void _sums_columns(const floating* x, Py_ssize_t n_batch, Py_ssize_t channels,
+                        Py_ssize_t c0, Py_ssize_t c1, double* sums, double* sqs,
+                        const double* shift) noexcept nogil:
+    cdef Py_ssize_t n, c
+    cdef double d
+    cdef const floating* row
+    for c in range(c0, c1):
+        sums[c] = 0
+        sqs[c] = 0
+    for n in range(n_batch):
+        row = x + n * channels
+        for c in range(c0, c1):
+            d = row[c] - shift[c]
+            sums[c] += d
+            sqs[c] += d * d
+
+
 def batchnorm_forward_train(const floating[:, :, ::1] x, floating[:, :, ::1] y,
                             floating[::1] mean, floating[::1] var, floating[::1] invstd,
-                            double eps, int num_threads):
-    """Batch statistics per channel (biased variance) and y = (x - mean) * invstd."""
+                            double[:, ::1] work, double eps, int num_threads):
+    """Batch statistics per channel (biased variance) and y = (x - mean) * invstd.
+
+    ``work`` is a (3, C) float64 workspace.
+    """
     cdef Py_ssize_t n_batch = x.shape[0], channels = x.shape[1], s = x.shape[2]
-    cdef Py_ssize_t c, n, q
-    cdef double total, m, d, inv, count = n_batch * s
+    cdef Py_ssize_t c, n, q, task, blocks, c0, c1
+    cdef double count = n_batch * s, m, shift, v
+    cdef floating mf, invf
     cdef const floating* src
     cdef floating* dst
     _check(y.shape[0] == n_batch and y.shape[1] == channels and y.shape[2] == s, "output shape")
     _check(mean.shape[0] == channels and var.shape[0] == channels and invstd.shape[0] == channels,
            "statistics shape")
-    for c in prange(channels, nogil=True, schedule='static', num_threads=num_threads):
-        total = 0
-        for n in range(n_batch):
-            src = &x[n, c, 0]
-            for q in range(s):
-                total = total + src[q]
-        m = total / count
-        # Two passes: the centred sum of squares avoids the cancellation of E[x^2] - E[x]^2.
-        total = 0
-        for n in range(n_batch):
-            src = &x[n, c, 0]
-            for q in range(s):
-                d = src[q] - m
-                total = total + d * d
-        inv = 1.0 / sqrt(total / count + eps)
-        mean[c] = <floating> m
-        var[c] = <floating> (total / count)
-        invstd[c] = <floating> inv
-        for n in range(n_batch):
+    _check(work.shape[0] >= 3 and work.shape[1] >= channels, "workspace")
+    if s == 1:
+        for c in range(channels):
+            work[2, c] = x[0, c, 0]
+        blocks = (channels + COLUMN_BLOCK - 1) // COLUMN_BLOCK
+        for task in prange(blocks, nogil=True, schedule='static', num_threads=num_threads):
+            c0 = task * COLUMN_BLOCK
+            c1 = c0 + COLUMN_BLOCK if c0 + COLUMN_BLOCK < channels else channels
+            _sums_columns(&x[0, 0, 0], n_batch, channels, c0, c1, &work[0, 0], &work[1, 0], &work[2, 0])
+    else:
+        for c in prange(channels, nogil=True, schedule='static', num_threads=num_threads):
+            shift = x[0, c, 0]
+            work[2, c] = shift
+            _sums_channel(&x[0, 0, 0], n_batch, channels, s, c, &work[0, c], &work[1, c], shift)
+    for c in range(channels):
+        m = work[0, c] / count
+        v = work[1, c] / count - m * m
+        if v < 0:
+            v = 0
+        mean[c] = <floating> (m + work[2, c])
+        var[c] = <floating> v
+        invstd[c] = <floating> (1.0 / sqrt(v + eps))
+    if s == 1:
+        for n in prange(n_batch, nogil=True, schedule='static', num_threads=num_threads):
+            src = &x[n, 0, 0]
+            dst = &y[n, 0, 0]
+            for c in range(channels):
+                dst[c] = (src[c] - mean[c]) * invstd[c]
+    else:
+        for task in prange(n_batch * channels, nogil=True, schedule='static',
+                           num_threads=num_threads):
+            n = task // channels
+            c = task - n * channels
+            mf = mean[c]
+            invf = invstd[c]
             src = &x[n, c, 0]
             dst = &y[n, c, 0]
             for q in range(s):
-                dst[q] = <floating> ((src[q] - m) * inv)
+                dst[q] = (src[q] - mf) * invf
 
 
 def batchnorm_forward_eval(const floating[:, :, ::1] x, floating[:, :, ::1] y,
@@ -73,16 +153,58 @@ def batchnorm_forward_eval(const floating[:, :, ::1] x, floating[:, :, ::1] y,
             dst[q] = (src[q] - m) * inv
 
 
+cdef void _grad_sums_channel(const floating* x, const floating* dy, Py_ssize_t n_batch,
+                             Py_ssize_t channels, Py_ssize_t s, Py_ssize_t c, double m,
+                             double* out_dy, double* out_dyx) noexcept nogil:
+    cdef double a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0
+    cdef Py_ssize_t n, q, off
+    for n in range(n_batch):
+        off = (n * channels + c) * s
+        q = 0
+        while q + 4 <= s:
+            a0 += dy[off + q]
+            a1 += dy[off + q + 1]
+            a2 += dy[off + q + 2]
+            a3 += dy[off + q + 3]
+            b0 += dy[off + q] * (x[off + q] - m)
+            b1 += dy[off + q + 1] * (x[off + q + 1] - m)
+            b2 += dy[off + q + 2] * (x[off + q + 2] - m)
+            b3 += dy[off + q + 3] * (x[off + q + 3] - m)
+            q += 4
+        while q < s:
+            a0 += dy[off + q]
+            b0 += dy[off + q] * (x[off + q] - m)
+            q += 1
+    out_dy[0] = (a0 + a1) + (a2 + a3)
+    out_dyx[0] = (b0 + b1) + (b2 + b3)
+
+
+cdef void _grad_sums_columns(const floating* x, const floating* dy, Py_ssize_t n_batch,
+                             Py_ssize_t channels, Py_ssize_t c0, Py_ssize_t c1,
+                             const floating* mean, double* sum_dy, double* sum_dyx) noexcept nogil:
+    cdef Py_ssize_t n, c
+    for c in range(c0, c1):
+        sum_dy[c] = 0
+        sum_dyx[c] = 0
+    for n in range(n_batch):
+        for c in range(c0, c1):
+            sum_dy[c] += dy[n * channels + c]
+            sum_dyx[c] += dy[n * channels + c] * (<double> x[n * channels + c] - mean[c])
+
+
 def batchnorm_backward_train(const floating[:, :, ::1] x, const floating[:, :, ::1] dy,
                              const floating[::1] mean, const floating[::1] invstd,
-                             floating[:, :, ::1] dx, int num_threads):
+                             floating[:, :, ::1] dx, double[:, ::1] work, int num_threads):
     """Input gradient through batch statistics:
 
     dx = invstd * (dy - mean(dy) - xn * mean(dy * xn)),  xn = (x - mean) * invstd
+
+    ``work`` is a (3, C) float64 workspace.
     """
     cdef Py_ssize_t n_batch = x.shape[0], channels = x.shape[1], s = x.shape[2]
-    cdef Py_ssize_t c, n, q
-    cdef double sum_dy, sum_dy_xn, m, inv, xn, mean_dy, mean_dy_xn, count = n_batch * s
+    cdef Py_ssize_t c, n, q, task, blocks, c0, c1
+    cdef double count = n_batch * s, inv
+    cdef floating a, b, m, k
     cdef const floating* xs
     cdef const floating* gs
     cdef floating* dst
@@ -91,26 +213,45 @@ def batchnorm_backward_train(const floating[:, :, ::1] x, const floating[:, :, :
     _check(dx.shape[0] == n_batch and dx.shape[1] == channels and dx.shape[2] == s,
            "input gradient shape")
     _check(mean.shape[0] == channels and invstd.shape[0] == channels, "statistics shape")
-    for c in prange(channels, nogil=True, schedule='static', num_threads=num_threads):
-        m = mean[c]
+    _check(work.shape[0] >= 3 and work.shape[1] >= channels, "workspace")
+    if s == 1:
+        blocks = (channels + COLUMN_BLOCK - 1) // COLUMN_BLOCK
+        for task in prange(blocks, nogil=True, schedule='static', num_threads=num_threads):
+            c0 = task * COLUMN_BLOCK
+            c1 = c0 + COLUMN_BLOCK if c0 + COLUMN_BLOCK < channels else channels
+            _grad_sums_columns(&x[0, 0, 0], &dy[0, 0, 0], n_batch, channels, c0, c1,
+                               &mean[0], &work[0, 0], &work[1, 0])
+    else:
+        for c in prange(channels, nogil=True, schedule='static', num_threads=num_threads):
+            _grad_sums_channel(&x[0, 0, 0], &dy[0, 0, 0], n_batch, channels, s, c, mean[c],
+                               &work[0, c], &work[1, c])
+    # dx = a * dy + b * (x - mean) + k, per channel:
+    #   a = invstd, b = -invstd^3 * mean(dy * (x - mean)), k = -invstd * mean(dy)
+    for c in range(channels):
         inv = invstd[c]
-        sum_dy = 0
-        sum_dy_xn = 0
-        for n in range(n_batch):
-            xs = &x[n, c, 0]
-            gs = &dy[n, c, 0]
-            for q in range(s):
-                sum_dy = sum_dy + gs[q]
-                sum_dy_xn = sum_dy_xn + gs[q] * (xs[q] - m) * inv
-        mean_dy = sum_dy / count
-        mean_dy_xn = sum_dy_xn / count
-        for n in range(n_batch):
+        work[2, c] = -inv * inv * inv * work[1, c] / count
+        work[1, c] = -inv * work[0, c] / count
+    if s == 1:
+        for n in prange(n_batch, nogil=True, schedule='static', num_threads=num_threads):
+            xs = &x[n, 0, 0]
+            gs = &dy[n, 0, 0]
+            dst = &dx[n, 0, 0]
+            for c in range(channels):
+                dst[c] = <floating> (invstd[c] * gs[c] + work[2, c] * (xs[c] - mean[c]) + work[1, c])
+    else:
+        for task in prange(n_batch * channels, nogil=True, schedule='static',
+                           num_threads=num_threads):
+            n = task // channels
+            c = task - n * channels
+            a = invstd[c]
+            b = <floating> work[2, c]
+            k = <floating> work[1, c]
+            m = mean[c]
             xs = &x[n, c, 0]
             gs = &dy[n, c, 0]
             dst = &dx[n, c, 0]
             for q in range(s):
-                xn = (xs[q] - m) * inv
-                dst[q] = <floating> (inv * (gs[q] - mean_dy - xn * mean_dy_xn))
+                dst[q] = a * gs[q] + b * (xs[q] - m) + k
 
 
 def batchnorm_backward_eval(const floating[:, :, ::1] dy, const floating[::1] invstd,

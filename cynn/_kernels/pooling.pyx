@@ -14,6 +14,41 @@ def _check(bint ok, str what):
         raise ValueError(f"pooling kernel: inconsistent {what}")
 
 
+cdef void _max2x2_plane(const floating* x, Py_ssize_t height, Py_ssize_t width,
+                        floating* out, long long* argmax, Py_ssize_t ho, Py_ssize_t wo) noexcept nogil:
+    """The common 2x2, stride 2, unpadded case: every window lies inside the plane."""
+    cdef Py_ssize_t oh, ow, i0, best_i
+    cdef const floating* r0
+    cdef const floating* r1
+    cdef floating best, v
+    for oh in range(ho):
+        r0 = x + 2 * oh * width
+        r1 = r0 + width
+        for ow in range(wo):
+            # Row-major window order with strict '>' keeps the first of equal maxima,
+            # and a NaN, once taken, is never replaced (comparisons with NaN are false).
+            i0 = 2 * oh * width + 2 * ow
+            best = r0[2 * ow]
+            best_i = i0
+            if best == best:
+                v = r0[2 * ow + 1]
+                if v > best or v != v:
+                    best = v
+                    best_i = i0 + 1
+            if best == best:
+                v = r1[2 * ow]
+                if v > best or v != v:
+                    best = v
+                    best_i = i0 + width
+            if best == best:
+                v = r1[2 * ow + 1]
+                if v > best or v != v:
+                    best = v
+                    best_i = i0 + width + 1
+            out[oh * wo + ow] = best
+            argmax[oh * wo + ow] = best_i
+
+
 def maxpool2d_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
                       long long[:, :, :, ::1] argmax, int kh, int kw, int sh, int sw,
                       int ph, int pw, int num_threads):
@@ -28,6 +63,13 @@ def maxpool2d_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out
            "output size")
     _check(argmax.shape[0] == n_batch and argmax.shape[1] == channels
            and argmax.shape[2] == ho and argmax.shape[3] == wo, "index shape")
+    if kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0:
+        for task in prange(n_batch * channels, nogil=True, schedule='static',
+                           num_threads=num_threads):
+            _max2x2_plane(&x[task // channels, task % channels, 0, 0], height, width,
+                          &out[task // channels, task % channels, 0, 0],
+                          &argmax[task // channels, task % channels, 0, 0], ho, wo)
+        return
     for task in prange(n_batch * channels, nogil=True, schedule='static',
                        num_threads=num_threads):
         n = task // channels

@@ -7,7 +7,7 @@ from .._validation import (as_float_array, check_dtype, check_ndim, finite_float
                            positive_int)
 from .._kernels import batchnorm as _bn
 from ..module import Module
-from ._base import check_grad_input, uniform_init
+from ._base import Workspaces, check_grad_input, uniform_init
 
 
 def _as_channels_view(x):
@@ -63,6 +63,7 @@ class BatchNormalization(Module):
         if n_features is not None:
             self._allocate(positive_int(n_features, "n_features", owner))
         self._saved = None
+        self._ws = Workspaces()
 
     # Kept for code written against the seed, which spelled it in capitals.
     @property
@@ -98,6 +99,9 @@ class BatchNormalization(Module):
             )
         return x
 
+    def _work(self, channels):
+        return self._ws.get("work", (3, channels), np.float64)
+
     def _moving_invstd(self):
         return (1.0 / np.sqrt(self.moving_variance.astype(np.float64) + self.eps)).astype(self.dtype)
 
@@ -112,7 +116,8 @@ class BatchNormalization(Module):
             var = np.empty(channels, self.dtype)
             invstd = np.empty(channels, self.dtype)
             _bn.batchnorm_forward_train(_as_channels_view(x), _as_channels_view(y),
-                                        mean, var, invstd, self.eps, get_num_threads())
+                                        mean, var, invstd, self._work(channels), self.eps,
+                                        get_num_threads())
             a = self.alpha
             self.moving_mean *= a
             self.moving_mean += (1 - a) * mean
@@ -141,9 +146,11 @@ class BatchNormalization(Module):
                 var = np.empty(x.shape[1], self.dtype)
                 invstd = np.empty(x.shape[1], self.dtype)
                 _bn.batchnorm_forward_train(_as_channels_view(x), _as_channels_view(np.empty_like(x)),
-                                            mean, var, invstd, self.eps, get_num_threads())
+                                            mean, var, invstd, self._work(x.shape[1]), self.eps,
+                                            get_num_threads())
             _bn.batchnorm_backward_train(_as_channels_view(x), _as_channels_view(dy), mean,
-                                         invstd, _as_channels_view(dx), get_num_threads())
+                                         invstd, _as_channels_view(dx), self._work(x.shape[1]),
+                                         get_num_threads())
         else:
             _bn.batchnorm_backward_eval(_as_channels_view(dy), self._moving_invstd(),
                                         _as_channels_view(dx), get_num_threads())

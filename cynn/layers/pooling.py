@@ -5,7 +5,7 @@ from .._threads import get_num_threads
 from .._validation import as_float_array, check_ndim, int_pair
 from .._kernels import pooling as _pool
 from ..module import Module
-from ._base import check_grad_input
+from ._base import Workspaces, check_grad_input
 
 
 class _Pool2d(Module):
@@ -23,6 +23,7 @@ class _Pool2d(Module):
                 f"{self.kernel_size}"
             )
         self._saved = None
+        self._ws = Workspaces()
 
     def _check_input(self, input):
         owner = type(self).__name__
@@ -67,7 +68,8 @@ class MaxPool2d(_Pool2d):
     def _compute_output(self, input):
         x, (ho, wo) = self._check_input(input)
         out = np.empty(x.shape[:2] + (ho, wo), dtype=x.dtype)
-        argmax = np.empty(out.shape, dtype=np.int64)
+        # Only the last forward's indices are needed: reuse the array.
+        argmax = self._ws.get("argmax", out.shape, np.int64)
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         _pool.maxpool2d_forward(x, out, argmax, kh, kw, sh, sw, ph, pw, get_num_threads())
         self._saved = (input, x.shape, x.dtype, argmax)
