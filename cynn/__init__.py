@@ -6,8 +6,11 @@ else is plain Python around one small `Module` contract.
 from ._random import manual_seed
 from ._threads import get_num_threads, set_num_threads
 from .gradcheck import GradcheckError, check_criterion, gradcheck
-from .layers import (AvgPool2d, BatchNormalization, ChannelwiseScaling, Conv2d, Dropout,
-                     Flatten, Linear, MaxPool2d)
+from .criterions import (ClassNLLCriterion, ClassNLLCriterionUnstable, Criterion,
+                         CrossEntropyCriterion, MSECriterion)
+from .layers import (ELU, AvgPool2d, BatchNormalization, ChannelwiseScaling, Conv2d, Dropout,
+                     Flatten, LeakyReLU, Linear, LogSoftMax, MaxPool2d, ReLU, Sigmoid, SoftMax,
+                     SoftPlus, Tanh)
 from .module import Module, Sequential
 from .optim import (SGD, Adam, AdamW, CosineAnnealingLR, ExponentialLR, LRScheduler, Optimizer,
                     ReduceLROnPlateau, StepLR)
@@ -34,6 +37,19 @@ __all__ = [
     "AvgPool2d",
     "MaxPool2d",
     "Flatten",
+    "ReLU",
+    "LeakyReLU",
+    "ELU",
+    "SoftPlus",
+    "Sigmoid",
+    "Tanh",
+    "SoftMax",
+    "LogSoftMax",
+    "Criterion",
+    "MSECriterion",
+    "ClassNLLCriterionUnstable",
+    "ClassNLLCriterion",
+    "CrossEntropyCriterion",
     "Optimizer",
     "SGD",
     "Adam",
