@@ -1,1 +1,19 @@
-"""Training loop, callbacks and scikit-learn estimators (installed as cynn.trainers)."""
+"""Training loop, callbacks, histories and scikit-learn estimators (installed as cynn.trainers)."""
+from .callbacks import (Callback, Checkpoint, CSVLogger, EarlyStopping, LRScheduler,
+                        ProgressBar)
+from .history import History
+from .plotting import plot_histories
+from .trainer import NonFiniteLossError, Trainer
+
+__all__ = [
+    "Trainer",
+    "NonFiniteLossError",
+    "History",
+    "plot_histories",
+    "Callback",
+    "ProgressBar",
+    "EarlyStopping",
+    "Checkpoint",
+    "LRScheduler",
+    "CSVLogger",
+]

@@ -25,7 +25,6 @@ index with, so a bug upstream is an exception, never an out-of-bounds access.
 from cython cimport floating
 from cython.parallel cimport prange, threadid
 from libc.string cimport memset
-from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 cdef extern from *:
     """
@@ -52,19 +51,7 @@ def debug_build():
     return bool(CYNN_DEBUG_BUILD)
 
 
-cdef void gemm_rm(bint trans_a, bint trans_b, int m, int n, int k, floating alpha,
-                  const floating* a, int lda, const floating* b, int ldb,
-                  floating beta, floating* c, int ldc) noexcept nogil:
-    # Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: a row-major
-    # matrix read column-major is its transpose, so swap operands and m with n.
-    cdef char ta = b'T' if trans_a else b'N'
-    cdef char tb = b'T' if trans_b else b'N'
-    if floating is float:
-        sgemm(&tb, &ta, &n, &m, &k, &alpha, <float*> b, &ldb, <float*> a, &lda,
-              &beta, c, &ldc)
-    else:
-        dgemm(&tb, &ta, &n, &m, &k, &alpha, <double*> b, &ldb, <double*> a, &lda,
-              &beta, c, &ldc)
+include "_gemm.pxi"
 
 
 cdef inline Py_ssize_t _first_valid(Py_ssize_t offset, Py_ssize_t stride) noexcept nogil:

@@ -1,7 +1,9 @@
 """Linear: a fully connected layer, y = x W^T + b (NumPy matmul goes to BLAS)."""
 import numpy as np
 
+from .._kernels import dense as _dense
 from .._random import check_random_state
+from .._threads import get_num_threads, kernel_blas_single_threaded
 from .._validation import as_float_array, check_dtype, check_ndim, positive_int
 from ..module import Module
 from ._base import check_grad_input, uniform_init
@@ -58,9 +60,16 @@ class Linear(Module):
             raise ValueError(f"Linear expected input with {self.n_in} features, got shape {x.shape}")
         return x
 
+    # The products run on cynn's kernel thread pool rather than NumPy's BLAS threads
+    # (see cynn/_kernels/dense.pyx for why).
+    def _matmul(self, a, b, out, trans_a, trans_b, beta):
+        _dense.matmul(a, b, out, trans_a, trans_b, beta, get_num_threads(),
+                      kernel_blas_single_threaded())
+        return out
+
     def _compute_output(self, input):
         x = self._check_input(input)
-        out = x @ self.W.T
+        out = self._matmul(x, self.W, np.empty((x.shape[0], self.n_out), self.dtype), False, True, 0)
         if self.b is not None:
             out += self.b
         return out
@@ -68,12 +77,12 @@ class Linear(Module):
     def _compute_input_grad(self, input, output_grad):
         x = self._check_input(input)
         dy = check_grad_input(self, x, output_grad, (x.shape[0], self.n_out), self.dtype)
-        return dy @ self.W
+        return self._matmul(dy, self.W, np.empty(x.shape, self.dtype), False, False, 0)
 
     def _update_parameters_grad(self, input, output_grad):
         x = self._check_input(input)
         dy = check_grad_input(self, x, output_grad, (x.shape[0], self.n_out), self.dtype)
-        self.gradW += dy.T @ x
+        self._matmul(dy, x, self.gradW, True, False, 1)
         if self.b is not None:
             self.gradb += dy.sum(axis=0)
 

@@ -1,0 +1,46 @@
+"""Dense matrix products for Linear, on the same thread pool as the other kernels.
+
+NumPy's matmul would run on NumPy's BLAS threads; after a call those threads keep
+spinning for a while and starve the OpenMP threads of the convolution and batch-norm
+kernels on a small machine.  Here the rows of the result are cut into fixed blocks
+and the blocks are spread over OpenMP threads, each calling a single-threaded GEMM.
+The blocks do not depend on the thread count, so neither do the results.
+"""
+from cython cimport floating
+from cython.parallel cimport prange
+
+include "_gemm.pxi"
+
+cdef enum:
+    ROW_BLOCK = 32
+
+
+def _check(bint ok, str what):
+    if not ok:
+        raise ValueError(f"dense kernel: inconsistent {what}")
+
+
+def matmul(const floating[:, ::1] a, const floating[:, ::1] b, floating[:, ::1] c,
+           bint trans_a, bint trans_b, floating beta, int num_threads,
+           bint blas_single_threaded):
+    """c = op(a) @ op(b) + beta * c, with op the transpose when the flag is set.
+
+    With ``blas_single_threaded=False`` (the BLAS could not be pinned to one thread)
+    the blocks run serially and BLAS threads each call instead.
+    """
+    cdef int m = c.shape[0], n = c.shape[1]
+    cdef int k = a.shape[0] if trans_a else a.shape[1]
+    cdef int lda = a.shape[1], ldb = b.shape[1]
+    cdef Py_ssize_t blocks = (m + ROW_BLOCK - 1) // ROW_BLOCK, blk, r0, rows
+    cdef int threads = num_threads if blas_single_threaded else 1
+    _check((a.shape[1] if trans_a else a.shape[0]) == m, "left operand")
+    _check((b.shape[1] if trans_b else b.shape[0]) == k and (b.shape[0] if trans_b else b.shape[1]) == n,
+           "right operand")
+    if m == 0 or n == 0:
+        return
+    for blk in prange(blocks, nogil=True, schedule='static', num_threads=threads):
+        r0 = blk * ROW_BLOCK
+        rows = ROW_BLOCK if r0 + ROW_BLOCK <= m else m - r0
+        # Rows r0.. of op(a): a row block, or a column block of a stored transposed.
+        gemm_rm(trans_a, trans_b, <int> rows, n, k, <floating> 1,
+                &a[0, r0] if trans_a else &a[r0, 0], lda, &b[0, 0], ldb, beta, &c[r0, 0], n)

@@ -1,0 +1,251 @@
+"""Callbacks: hooks the training loop calls at fixed points; every hook defaults to nothing.
+
+The loop calls, in order::
+
+    on_train_begin(trainer)
+      on_epoch_begin(trainer, epoch)
+        on_batch_begin(trainer, batch)  /  on_batch_end(trainer, batch, logs)   per batch
+      on_epoch_end(trainer, epoch, logs)
+    on_train_end(trainer)
+
+``logs`` of a batch hold ``loss`` and ``size``; ``logs`` of an epoch are the epoch's
+History record.  A callback stops training by setting ``trainer.stop_training = True``.
+"""
+import math
+
+
+from cynn.serialization import save
+
+from .history import History
+
+
+class Callback:
+    """Base class: override the hooks you need."""
+
+    def on_train_begin(self, trainer):
+        pass
+
+    def on_train_end(self, trainer):
+        pass
+
+    def on_epoch_begin(self, trainer, epoch):
+        pass
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        pass
+
+    def on_batch_begin(self, trainer, batch):
+        pass
+
+    def on_batch_end(self, trainer, batch, logs):
+        pass
+
+
+def _mode_for(monitor, mode):
+    if mode not in ("auto", "min", "max"):
+        raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
+    if mode == "auto":
+        return "max" if "acc" in monitor else "min"
+    return mode
+
+
+class _Monitor:
+    """Tracks the best value of one History column."""
+
+    def __init__(self, monitor, mode, min_delta=0.0):
+        if not isinstance(monitor, str):
+            raise ValueError(f"monitor must be a column name, got {monitor!r}")
+        if not isinstance(min_delta, (int, float)) or min_delta < 0:
+            raise ValueError(f"min_delta must be a non-negative number, got {min_delta!r}")
+        self.monitor = monitor
+        self.mode = _mode_for(monitor, mode)
+        self.min_delta = float(min_delta)
+        self.reset()
+
+    def reset(self):
+        self.best = math.inf if self.mode == "min" else -math.inf
+
+    def value(self, logs):
+        value = logs.get(self.monitor)
+        if value is None:
+            raise ValueError(
+                f"cannot monitor {self.monitor!r}: the epoch logs have "
+                f"{sorted(k for k, v in logs.items() if v is not None)}"
+                + (" (pass validation data to monitor val_* columns)" if self.monitor.startswith("val_") else "")
+            )
+        return value
+
+    def improved(self, value):
+        if self.mode == "min":
+            return value < self.best - self.min_delta
+        return value > self.best + self.min_delta
+
+
+class ProgressBar(Callback):
+    """tqdm progress bars: one for the epochs (loss and accuracy in its postfix) and
+    one per epoch for the batches, which does not linger.  ``tqdm.auto`` makes them
+    widgets in notebooks.
+
+    Parameters
+    ----------
+    verbose : int, default 1
+        0: silent; 1: epoch and batch bars.
+    """
+
+    def __init__(self, verbose=1):
+        self.verbose = verbose
+        self._epochs = self._batches = None
+
+    def on_train_begin(self, trainer):
+        if not self.verbose:
+            return
+        from tqdm.auto import tqdm
+
+        self._tqdm = tqdm
+        self._epochs = tqdm(total=trainer.epochs, desc="epochs", unit="epoch", dynamic_ncols=True)
+
+    def on_epoch_begin(self, trainer, epoch):
+        if self.verbose:
+            self._batches = self._tqdm(total=trainer.batches_per_epoch, desc=f"epoch {epoch}",
+                                       unit="batch", leave=False, dynamic_ncols=True)
+
+    def on_batch_end(self, trainer, batch, logs):
+        if self._batches is not None:
+            self._batches.update(1)
+            self._batches.set_postfix(loss=f"{logs['loss']:.4f}", refresh=False)
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        if self._batches is not None:
+            self._batches.close()
+            self._batches = None
+        if self._epochs is not None:
+            shown = {k: logs[k] for k in ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
+                     if logs.get(k) is not None}
+            self._epochs.set_postfix({k.replace("train_", "").replace("accuracy", "acc"): f"{v:.4f}"
+                                      for k, v in shown.items()}, refresh=False)
+            self._epochs.update(1)
+
+    def on_train_end(self, trainer):
+        for bar in (self._batches, self._epochs):
+            if bar is not None:
+                bar.close()
+        self._epochs = self._batches = None
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
+
+    Parameters
+    ----------
+    monitor : str, default 'val_loss'
+    patience : int, default 5
+    min_delta : float, default 0.0
+    mode : 'auto', 'min' or 'max'
+        'auto' maximizes columns with 'acc' in their name, minimizes the rest.
+    restore_best : bool, default True
+        At the end, put back the weights of the best epoch.
+    """
+
+    def __init__(self, monitor="val_loss", patience=5, min_delta=0.0, mode="auto", restore_best=True):
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+            raise ValueError(f"patience must be a non-negative integer, got {patience!r}")
+        self.patience = patience
+        self.restore_best = restore_best
+        self._monitor = _Monitor(monitor, mode, min_delta)
+        self.best_epoch = None
+        self.stopped_epoch = None
+
+    @property
+    def monitor(self):
+        return self._monitor.monitor
+
+    def on_train_begin(self, trainer):
+        self._monitor.reset()
+        self._wait = 0
+        self._best_state = None
+        self.best_epoch = self.stopped_epoch = None
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        value = self._monitor.value(logs)
+        if self._monitor.improved(value):
+            self._monitor.best = value
+            self.best_epoch = epoch
+            self._wait = 0
+            if self.restore_best:
+                self._best_state = trainer.model.state_dict()
+        else:
+            self._wait += 1
+            if self._wait > self.patience:
+                self.stopped_epoch = epoch
+                trainer.stop_training = True
+
+    def on_train_end(self, trainer):
+        if self.restore_best and self._best_state is not None:
+            trainer.model.load_state_dict(self._best_state)
+
+
+class Checkpoint(Callback):
+    """Save the model's weights (``cynn.save``, atomic ``.npz``) after an epoch.
+
+    Parameters
+    ----------
+    path : str or path-like
+        May contain ``{epoch}``.
+    monitor : str, default 'val_loss'
+    save_best_only : bool, default True
+        Save only when ``monitor`` improves; otherwise after every epoch.
+    mode : 'auto', 'min' or 'max'
+    """
+
+    def __init__(self, path, monitor="val_loss", save_best_only=True, mode="auto"):
+        self.path = path
+        self.save_best_only = save_best_only
+        self._monitor = _Monitor(monitor, mode)
+        self.saved = []
+
+    def on_train_begin(self, trainer):
+        self._monitor.reset()
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        if self.save_best_only:
+            value = self._monitor.value(logs)
+            if not self._monitor.improved(value):
+                return
+            self._monitor.best = value
+        path = str(self.path).format(epoch=epoch)
+        save(trainer.model, path)
+        self.saved.append(path)
+
+
+class LRScheduler(Callback):
+    """Step a learning-rate schedule (``cynn.StepLR`` and friends) after every epoch.
+
+    ``ReduceLROnPlateau`` is stepped with the epoch's ``monitor`` value.
+    """
+
+    def __init__(self, schedule, monitor="val_loss"):
+        self.schedule = schedule
+        self.monitor = monitor
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        from cynn.optim import ReduceLROnPlateau
+
+        if isinstance(self.schedule, ReduceLROnPlateau):
+            value = logs.get(self.monitor)
+            if value is None:
+                value = logs.get("train_loss")
+            self.schedule.step(value)
+        else:
+            self.schedule.step()
+
+
+class CSVLogger(Callback):
+    """Rewrite the History as CSV after every epoch (atomically)."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        History(trainer.history.records).to_csv(self.path)
+
+

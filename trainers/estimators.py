@@ -1,0 +1,360 @@
+"""scikit-learn estimators around a cynn network: NeuralNetClassifier, NeuralNetRegressor.
+
+They follow scikit-learn's contract: ``__init__`` stores its arguments untouched,
+``fit`` validates all of them at once, fitted state ends in ``_``.  They work in
+Pipeline, cross_val_score, GridSearchCV (also with ``n_jobs``: fitted and unfitted
+estimators pickle), and pass ``sklearn.utils.estimator_checks``.
+"""
+import copy
+import math
+import numbers
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.model_selection import train_test_split
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+
+import cynn
+
+from .callbacks import Callback, EarlyStopping
+from .models import mlp, small_cnn
+from .trainer import Trainer
+
+_OPTIMIZERS = ("adam", "adamw", "sgd")
+
+
+class _NeuralNet(BaseEstimator):
+    """What the classifier and the regressor share: parameters, validation, the loop."""
+
+    def __init__(self, module=None, image_shape=None, criterion=None, optimizer="adam", lr=1e-3,
+                 momentum=0.9, weight_decay=0.0, batch_size=64, max_epochs=20,
+                 validation_fraction=0.1, early_stopping=False, patience=5, callbacks=None,
+                 random_state=None, verbose=0, dtype="float32", warm_start=False):
+        self.module = module
+        self.image_shape = image_shape
+        self.criterion = criterion
+        self.optimizer = optimizer
+        self.lr = lr
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.validation_fraction = validation_fraction
+        self.early_stopping = early_stopping
+        self.patience = patience
+        self.callbacks = callbacks
+        self.random_state = random_state
+        self.verbose = verbose
+        self.dtype = dtype
+        self.warm_start = warm_start
+
+    # -- validation ---------------------------------------------------------------
+    def _validate_params(self):
+        """Check every parameter and report all problems in one ValueError/TypeError."""
+        errors = []
+
+        def positive_int(name):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                errors.append(f"{name} must be a positive integer, got {value!r}")
+
+        def number(name, low, high=None, low_open=False):
+            value = getattr(self, name)
+            ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+            if ok:
+                ok = (value > low if low_open else value >= low) and (high is None or value < high)
+            if not ok:
+                bound = f"{'(' if low_open else '['}{low}, {high if high is not None else 'inf'})"
+                errors.append(f"{name} must be a number in {bound}, got {value!r}")
+
+        positive_int("batch_size")
+        positive_int("max_epochs")
+        if self.early_stopping:
+            positive_int("patience") if self.patience != 0 else None
+        number("lr", 0, low_open=True)
+        number("momentum", 0, 1)
+        number("weight_decay", 0)
+        number("validation_fraction", 0, 1)
+        if self.early_stopping and not self.validation_fraction:
+            errors.append("early_stopping=True needs validation_fraction > 0")
+        if not (isinstance(self.optimizer, str) and self.optimizer.lower() in _OPTIMIZERS) \
+                and not (isinstance(self.optimizer, type) and issubclass(self.optimizer, cynn.Optimizer)):
+            errors.append(f"optimizer must be one of {_OPTIMIZERS} or a cynn Optimizer class, "
+                          f"got {self.optimizer!r}")
+        if self.dtype not in ("float32", "float64", np.float32, np.float64):
+            errors.append(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        if self.module is not None and not isinstance(self.module, cynn.Module) and not callable(self.module):
+            errors.append("module must be None, a cynn Module or a callable "
+                          f"(input shape, n_outputs) -> Module, got {type(self.module).__name__}")
+        if self.criterion is not None and not isinstance(self.criterion, cynn.Criterion):
+            errors.append(f"criterion must be None or a cynn Criterion, got {self.criterion!r}")
+        if self.image_shape is not None:
+            shape = self.image_shape
+            if not (isinstance(shape, (tuple, list)) and len(shape) == 3
+                    and all(isinstance(s, numbers.Integral) and s > 0 for s in shape)):
+                errors.append(f"image_shape must be (channels, height, width), got {shape!r}")
+        if self.callbacks is not None and not all(isinstance(cb, Callback) for cb in self.callbacks):
+            errors.append("callbacks must be None or a list of cynn.trainers.Callback")
+        if errors:
+            raise ValueError(f"invalid parameters for {type(self).__name__}:\n  " + "\n  ".join(errors))
+
+    def _prepare_X(self, X, reset):
+        X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
+        return self._reshape(X)
+
+    def _reshape(self, X):
+        X = np.asarray(X, dtype=np.dtype(self.dtype))
+        if self.image_shape is not None:
+            if math.prod(self.image_shape) != X.shape[1]:
+                raise ValueError(f"image_shape {tuple(self.image_shape)} holds "
+                                 f"{math.prod(self.image_shape)} values, but X has {X.shape[1]} features")
+            X = X.reshape((X.shape[0],) + tuple(self.image_shape))
+        return X
+
+    def _seed(self):
+        """An int seed derived from random_state (None: fresh entropy)."""
+        rs = self.random_state
+        if rs is None:
+            return None
+        if isinstance(rs, np.random.RandomState):
+            return int(rs.randint(np.iinfo(np.int32).max))
+        if isinstance(rs, np.random.Generator):
+            return int(rs.integers(np.iinfo(np.int32).max))
+        return int(rs)
+
+    # -- building -----------------------------------------------------------------
+    def _build_module(self, n_features, n_outputs, seed):
+        dtype = np.dtype(self.dtype)
+        input_shape = tuple(self.image_shape) if self.image_shape is not None else n_features
+        if self.module is None:
+            if self.image_shape is not None:
+                return small_cnn(input_shape, n_outputs, dtype=dtype, random_state=seed)
+            return mlp(n_features, n_outputs, dtype=dtype, random_state=seed)
+        if isinstance(self.module, cynn.Module):
+            # Never train the object held in the parameter: clone() and grid searches
+            # rely on it staying as given.
+            return copy.deepcopy(self.module).astype(dtype)
+        if seed is not None:
+            cynn.manual_seed(seed)
+        module = self.module(input_shape, n_outputs)
+        if not isinstance(module, cynn.Module):
+            raise TypeError(f"module callable must return a cynn Module, got {type(module).__name__}")
+        return module.astype(dtype)
+
+    def _build_optimizer(self, module):
+        name = self.optimizer.lower() if isinstance(self.optimizer, str) else None
+        if name == "adam":
+            return cynn.Adam(module, lr=self.lr, weight_decay=self.weight_decay)
+        if name == "adamw":
+            return cynn.AdamW(module, lr=self.lr, weight_decay=self.weight_decay)
+        if name == "sgd":
+            return cynn.SGD(module, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
+        return self.optimizer(module, lr=self.lr)
+
+    def _initialize(self, n_features, n_outputs):
+        seed = self._seed()
+        self._rng_ = np.random.default_rng(seed)
+        self.module_ = self._build_module(n_features, n_outputs, seed)
+        self.optimizer_ = self._build_optimizer(self.module_)
+        self.criterion_ = copy.deepcopy(self.criterion) if self.criterion is not None else self._default_criterion()
+        self.history_ = cynn.trainers.History()
+
+    def _trainer(self, extra_callbacks=()):
+        callbacks = [copy.deepcopy(cb) for cb in (self.callbacks or [])] + list(extra_callbacks)
+        trainer = Trainer(self.module_, self.criterion_, self.optimizer_, callbacks=callbacks,
+                          batch_size=self.batch_size, shuffle=True, random_state=self._rng_,
+                          verbose=self.verbose)
+        trainer.history = self.history_
+        return trainer
+
+    def _split(self, X, y, stratify):
+        if not (self.early_stopping and self.validation_fraction):
+            return (X, y), None
+        strat = y if stratify else None
+        try:
+            X_tr, X_val, y_tr, y_val = train_test_split(
+                X, y, test_size=self.validation_fraction, stratify=strat,
+                random_state=int(self._rng_.integers(2**31 - 1)))
+        except ValueError:
+            # Too few samples of a class to stratify: split without it.
+            X_tr, X_val, y_tr, y_val = train_test_split(
+                X, y, test_size=self.validation_fraction, random_state=int(self._rng_.integers(2**31 - 1)))
+        return (X_tr, y_tr), (X_val, y_val)
+
+    def _fit_epochs(self, X, y, epochs, stratify):
+        train, val = self._split(X, y, stratify)
+        extra = [EarlyStopping("val_loss", patience=self.patience)] if val is not None else []
+        trainer = self._trainer(extra)
+        trainer.fit(train, val, epochs=epochs)
+        self.n_iter_ = len(self.history_)
+        self.loss_curve_ = self.history_["train_loss"]
+        self.validation_scores_ = self._validation_scores(val)
+        return self
+
+    def _validation_scores(self, val):
+        if val is None:
+            return None
+        return self.history_["val_accuracy"] if self._is_classifier() else [-v for v in self.history_["val_loss"]]
+
+    def _forward(self, X):
+        check_is_fitted(self, "module_")
+        X = self._prepare_X(X, reset=False)
+        trainer = Trainer(self.module_, self.criterion_, self.optimizer_, batch_size=max(self.batch_size, 256),
+                          verbose=0)
+        return trainer.predict(X)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = False
+        return tags
+
+
+def _softmax(z):
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class NeuralNetClassifier(ClassifierMixin, _NeuralNet):
+    """A cynn network as a scikit-learn classifier.
+
+    Parameters
+    ----------
+    module : None, Module or callable, default None
+        ``None`` builds a small CNN when ``image_shape`` is given and an MLP
+        (one hidden layer of 100) otherwise; a Module is deep-copied at fit; a callable
+        is called as ``module(n_features or image_shape, n_classes)``.  The network
+        outputs one logit per class.
+    image_shape : (C, H, W), optional
+        Reshape each row of X to an image, e.g. ``(1, 8, 8)`` for digits.
+    criterion : Criterion, default CrossEntropyCriterion()
+    optimizer : 'adam', 'adamw', 'sgd' or an Optimizer class, default 'adam'
+    lr, momentum, weight_decay : float
+        ``momentum`` is used by 'sgd' only.
+    batch_size : int, default 64
+    max_epochs : int, default 20
+    validation_fraction : float, default 0.1
+        Share of the training data held out when ``early_stopping`` is on.
+    early_stopping : bool, default False
+        Stop when the validation loss has not improved for ``patience`` epochs and
+        keep the best weights.
+    patience : int, default 5
+    callbacks : list of Callback, optional
+        Copied for every fit.
+    random_state : None, int, RandomState or Generator
+        A fixed value gives bit-identical fits.
+    verbose : int, default 0
+        1 shows progress bars.
+    dtype : 'float32' or 'float64'
+    warm_start : bool, default False
+        Continue from the previous fit's weights.
+
+    Attributes
+    ----------
+    classes_, n_features_in_, module_, history_, n_iter_, loss_curve_,
+    validation_scores_ (validation accuracy per epoch, or None)
+    """
+
+    def _is_classifier(self):
+        return True
+
+    def _default_criterion(self):
+        return cynn.CrossEntropyCriterion()
+
+    def _encode(self, y, classes):
+        index = np.searchsorted(classes, y)
+        index = np.clip(index, 0, len(classes) - 1)
+        if not np.array_equal(classes[index], y):
+            unknown = np.setdiff1d(y, classes)
+            raise ValueError(f"y contains labels {unknown[:5].tolist()} not in classes {classes.tolist()}")
+        return index.astype(np.int64)
+
+    def fit(self, X, y):
+        """Train from scratch (or from the last weights with ``warm_start``) for
+        ``max_epochs`` epochs."""
+        self._validate_params()
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
+        y = column_or_1d(y, warn=True)
+        check_classification_targets(y)
+        classes = np.unique(y)
+        if not (self.warm_start and hasattr(self, "module_") and np.array_equal(classes, self.classes_)):
+            self.classes_ = classes
+            self._initialize(X.shape[1], len(classes))
+        return self._fit_epochs(self._reshape(X), self._encode(y, self.classes_), self.max_epochs, True)
+
+    def partial_fit(self, X, y, classes=None):
+        """One epoch on (X, y); ``classes`` (all labels) is required on the first call."""
+        first = not hasattr(self, "module_")
+        if first:
+            self._validate_params()
+            if classes is None:
+                raise ValueError("classes must be passed on the first call to partial_fit")
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], reset=first)
+        y = column_or_1d(y, warn=True)
+        check_classification_targets(y)
+        if first:
+            self.classes_ = np.unique(np.asarray(classes))
+            self._initialize(X.shape[1], len(self.classes_))
+        elif classes is not None and not np.array_equal(np.unique(classes), self.classes_):
+            raise ValueError(f"classes {np.unique(classes).tolist()} differ from the first call's "
+                             f"{self.classes_.tolist()}")
+        return self._fit_epochs(self._reshape(X), self._encode(y, self.classes_), 1, True)
+
+    def predict_proba(self, X):
+        """Class probabilities (softmax of the network's outputs), columns in ``classes_`` order."""
+        logits = self._forward(X).astype(np.float64)
+        if logits.shape[1] == 1:
+            return np.ones_like(logits)
+        return _softmax(logits)
+
+    def predict(self, X):
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+class NeuralNetRegressor(RegressorMixin, _NeuralNet):
+    """A cynn network as a scikit-learn regressor (mean squared error by default).
+
+    Same parameters as `NeuralNetClassifier`; the network has one output per target.
+    ``validation_scores_`` holds minus the validation loss per epoch.
+    """
+
+    def _is_classifier(self):
+        return False
+
+    def _default_criterion(self):
+        return cynn.MSECriterion()
+
+    def _targets(self, y):
+        y = np.asarray(y, dtype=np.dtype(self.dtype))
+        return y.reshape(-1, 1) if y.ndim == 1 else y
+
+    def fit(self, X, y):
+        """Train from scratch (or from the last weights with ``warm_start``) for
+        ``max_epochs`` epochs."""
+        self._validate_params()
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], multi_output=True,
+                             y_numeric=True)
+        n_outputs = 1 if y.ndim == 1 else y.shape[1]
+        if not (self.warm_start and hasattr(self, "module_") and self.n_outputs_ == n_outputs):
+            self.n_outputs_ = n_outputs
+            self._y_ndim_ = y.ndim
+            self._initialize(X.shape[1], n_outputs)
+        return self._fit_epochs(self._reshape(X), self._targets(y), self.max_epochs, False)
+
+    def partial_fit(self, X, y):
+        """One epoch on (X, y)."""
+        first = not hasattr(self, "module_")
+        if first:
+            self._validate_params()
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], multi_output=True,
+                             y_numeric=True, reset=first)
+        if first:
+            self.n_outputs_ = 1 if y.ndim == 1 else y.shape[1]
+            self._y_ndim_ = y.ndim
+            self._initialize(X.shape[1], self.n_outputs_)
+        return self._fit_epochs(self._reshape(X), self._targets(y), 1, False)
+
+    def predict(self, X):
+        out = self._forward(X).astype(np.float64)
+        return out.ravel() if self._y_ndim_ == 1 else out

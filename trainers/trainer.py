@@ -1,0 +1,301 @@
+"""Trainer: the training loop, as a fixed sequence plus callbacks."""
+import contextlib
+import math
+import signal
+import sys
+import threading
+import time
+
+import numpy as np
+
+from cynn.criterions import Criterion
+from cynn.datasets import iterate_minibatches
+from cynn.module import Module
+from cynn.optim import Optimizer
+
+from .callbacks import Callback, ProgressBar
+from .history import History
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss (or the parameters after a step) became NaN or infinite."""
+
+
+def _as_xy(data, name):
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        X, y = data
+    else:
+        raise TypeError(f"{name} must be an (X, y) pair of arrays, got {type(data).__name__}")
+    if len(X) != len(y):
+        raise ValueError(f"{name}: X has {len(X)} samples but y has {len(y)}")
+    if len(X) == 0:
+        raise ValueError(f"{name} is empty")
+    return X, y
+
+
+def _state_arrays(module):
+    """The live parameter and buffer arrays of a module tree, in a fixed order."""
+    arrays = [value for _, value in module._named_state() if value is not None]
+    for child in module.children():
+        arrays += _state_arrays(child)
+    return arrays
+
+
+class _Snapshot:
+    """Copies of a model's parameters and buffers, refreshed in place after good steps."""
+
+    def __init__(self, model):
+        self.model = model
+        self.take()
+
+    def take(self):
+        self.live = _state_arrays(self.model)
+        self.copies = [a.copy() for a in self.live]
+
+    def refresh(self):
+        live = _state_arrays(self.model)
+        if len(live) != len(self.live) or any(a is not b for a, b in zip(live, self.live)):
+            self.take()   # a lazily allocated buffer appeared (BatchNormalization)
+            return
+        for copy, array in zip(self.copies, self.live):
+            np.copyto(copy, array)
+
+    def restore(self):
+        for copy, array in zip(self.copies, self.live):
+            np.copyto(array, copy)
+
+
+class _InterruptFlag:
+    raised = False
+
+
+@contextlib.contextmanager
+def _sigint_as_flag():
+    """Turn the first Ctrl-C into a flag the loop checks between batches.
+
+    A second Ctrl-C interrupts at once.  Outside the main thread signals cannot be
+    handled, and Ctrl-C keeps its usual meaning.
+    """
+    flag = _InterruptFlag()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum, frame):
+        flag.raised = True
+        signal.signal(signal.SIGINT, previous if callable(previous) else signal.default_int_handler)
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _accuracy_counts(output, target):
+    """Number of correct predictions, or None when accuracy does not apply."""
+    output = np.asarray(output)
+    target = np.asarray(target)
+    if output.ndim != 2 or output.shape[1] < 2:
+        return None
+    if target.ndim == 1 and target.dtype.kind in "iub":
+        return int(np.sum(output.argmax(axis=1) == target))
+    if target.ndim == 2 and target.shape == output.shape:
+        return int(np.sum(output.argmax(axis=1) == target.argmax(axis=1)))
+    return None
+
+
+class Trainer:
+    """Fit a model with minibatch gradient descent and report each epoch.
+
+    Parameters
+    ----------
+    model : Module
+    criterion : Criterion
+    optimizer : Optimizer
+        Built on ``model``.
+    callbacks : sequence of Callback
+    batch_size : int, default 64
+    shuffle : bool, default True
+    random_state : None, int or numpy.random.Generator
+        Shuffling order.  With fixed seeds here and in the model
+        (``cynn.manual_seed``), training is bit-identical from run to run.
+    verbose : int, default 1
+        1 adds a `ProgressBar` unless one is among the callbacks; 0 is silent.
+
+    Attributes
+    ----------
+    history : History
+        One record per epoch, across calls to `fit`.
+    stop_training : bool
+        Set by a callback to end training after the current epoch.
+    """
+
+    def __init__(self, model, criterion, optimizer, callbacks=(), batch_size=64, shuffle=True,
+                 random_state=None, verbose=1):
+        if not isinstance(model, Module):
+            raise TypeError(f"model must be a cynn Module, got {type(model).__name__}")
+        if not isinstance(criterion, Criterion):
+            raise TypeError(f"criterion must be a cynn Criterion, got {type(criterion).__name__}")
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"optimizer must be a cynn Optimizer, got {type(optimizer).__name__}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        callbacks = list(callbacks)
+        for cb in callbacks:
+            if not isinstance(cb, Callback):
+                raise TypeError(f"callbacks must be Callback instances, got {type(cb).__name__}")
+        if verbose and not any(isinstance(cb, ProgressBar) for cb in callbacks):
+            callbacks.append(ProgressBar(verbose))
+        self.model = model
+        self.criterion = criterion
+        self.optimizer = optimizer
+        self.callbacks = callbacks
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+        self.verbose = verbose
+        self._rng = np.random.default_rng(random_state) if not isinstance(
+            random_state, np.random.Generator) else random_state
+        self.history = History()
+        self.stop_training = False
+        self.interrupted = False
+        self.epochs = 0
+        self.batches_per_epoch = 0
+
+    def _call(self, hook, *args):
+        for cb in self.callbacks:
+            getattr(cb, hook)(self, *args)
+
+    def fit(self, train, val=None, epochs=10):
+        """Train for ``epochs`` epochs (fewer if a callback stops it or on Ctrl-C).
+
+        Parameters
+        ----------
+        train : (X, y)
+        val : (X, y), optional
+            Evaluated after every epoch (``val_loss``, ``val_accuracy``).
+        epochs : int
+
+        Returns
+        -------
+        History
+
+        Raises
+        ------
+        NonFiniteLossError
+            With the epoch and batch; the model keeps its last finite weights.
+        """
+        X, y = _as_xy(train, "train")
+        if val is not None:
+            _as_xy(val, "val")
+        if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
+            raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+        self.epochs = int(epochs)
+        self.batches_per_epoch = math.ceil(len(X) / self.batch_size)
+        self.stop_training = False
+        self.interrupted = False
+        snapshot = _Snapshot(self.model)
+        with _sigint_as_flag() as flag:
+            self._call("on_train_begin")
+            try:
+                for _ in range(self.epochs):
+                    self._run_epoch(X, y, val, snapshot, flag)
+                    if self.stop_training or self.interrupted:
+                        break
+            finally:
+                self._call("on_train_end")
+        if self.interrupted:
+            print(f"Training interrupted (Ctrl-C) during epoch {len(self.history) + 1}; the model, "
+                  f"its history ({len(self.history)} complete epochs) and the callbacks' best "
+                  "weights are kept.", file=sys.stderr)
+        return self.history
+
+    def _run_epoch(self, X, y, val, snapshot, flag):
+        epoch = len(self.history) + 1
+        self._call("on_epoch_begin", epoch)
+        start = time.perf_counter()
+        self.model.train()
+        total_loss, total_seen, total_correct, accuracy_applies = 0.0, 0, 0, True
+        batches = iterate_minibatches(X, y, batch_size=self.batch_size, shuffle=self.shuffle,
+                                      random_state=self._rng)
+        for batch, (xb, yb) in enumerate(batches, start=1):
+            self._call("on_batch_begin", batch)
+            self.optimizer.zero_grad()
+            output = self.model.forward(xb)
+            loss = self.criterion.forward(output, yb)
+            if not math.isfinite(loss):
+                snapshot.restore()
+                raise NonFiniteLossError(
+                    f"non-finite loss ({loss}) at epoch {epoch}, batch {batch}; training stopped "
+                    "and the model was left at its last finite weights (try a lower learning rate)")
+            self.model.backward(xb, self.criterion.backward(output, yb))
+            self.optimizer.step()
+            if not all(np.isfinite(p).all() for p in self.model.get_parameters()):
+                snapshot.restore()
+                raise NonFiniteLossError(
+                    f"parameters became non-finite after the step at epoch {epoch}, batch {batch}; "
+                    "the model was left at its last finite weights (try a lower learning rate)")
+            snapshot.refresh()
+            n = len(xb)
+            total_loss += loss * n
+            total_seen += n
+            correct = _accuracy_counts(output, yb)
+            if correct is None:
+                accuracy_applies = False
+            else:
+                total_correct += correct
+            self._call("on_batch_end", batch, {"loss": loss, "size": n})
+            if flag.raised:
+                self.interrupted = True
+                return
+        record = {
+            "epoch": epoch,
+            "train_loss": total_loss / total_seen,
+            "train_accuracy": total_correct / total_seen if accuracy_applies else None,
+            "lr": float(self.optimizer.lr),
+        }
+        if val is not None:
+            scores = self.evaluate(val)
+            record["val_loss"], record["val_accuracy"] = scores["loss"], scores["accuracy"]
+        record["seconds"] = time.perf_counter() - start
+        self.history.append(record)
+        self._call("on_epoch_end", epoch, self.history[-1])
+
+    def evaluate(self, data, batch_size=None):
+        """Loss and accuracy (None for non-classification outputs) in evaluation mode."""
+        X, y = _as_xy(data, "data")
+        total_loss, total_correct, accuracy_applies = 0.0, 0, True
+        with self._evaluation_mode():
+            for xb, yb in iterate_minibatches(X, y, batch_size=batch_size or self.batch_size,
+                                              shuffle=False):
+                output = self.model.forward(xb)
+                total_loss += self.criterion.forward(output, yb) * len(xb)
+                correct = _accuracy_counts(output, yb)
+                if correct is None:
+                    accuracy_applies = False
+                else:
+                    total_correct += correct
+        return {"loss": total_loss / len(X),
+                "accuracy": total_correct / len(X) if accuracy_applies else None}
+
+    def predict(self, X, batch_size=None):
+        """The model's outputs for ``X``, computed in evaluation mode, in batches."""
+        if len(X) == 0:
+            raise ValueError("predict got an empty X")
+        outputs = []
+        with self._evaluation_mode():
+            for xb in iterate_minibatches(X, None, batch_size=batch_size or self.batch_size,
+                                          shuffle=False):
+                outputs.append(np.array(self.model.forward(xb), copy=True))
+        return np.concatenate(outputs)
+
+    @contextlib.contextmanager
+    def _evaluation_mode(self):
+        was_training = self.model.training
+        self.model.evaluate()
+        try:
+            yield
+        finally:
+            if was_training:
+                self.model.train()
