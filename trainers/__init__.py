@@ -1,6 +1,7 @@
 """Training loop, callbacks, histories and scikit-learn estimators (installed as cynn.trainers)."""
 from .callbacks import (Callback, Checkpoint, CSVLogger, EarlyStopping, LRScheduler,
                         ProgressBar)
+from .estimators import NeuralNetClassifier, NeuralNetRegressor
 from .history import History
 from .plotting import plot_histories
 from .trainer import NonFiniteLossError, Trainer
@@ -16,4 +17,6 @@ __all__ = [
     "Checkpoint",
     "LRScheduler",
     "CSVLogger",
+    "NeuralNetClassifier",
+    "NeuralNetRegressor",
 ]

@@ -309,6 +309,7 @@ class NeuralNetClassifier(ClassifierMixin, _NeuralNet):
         return _softmax(logits)
 
     def predict(self, X):
+        check_is_fitted(self, "module_")
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
 
@@ -324,6 +325,11 @@ class NeuralNetRegressor(RegressorMixin, _NeuralNet):
 
     def _default_criterion(self):
         return cynn.MSECriterion()
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
 
     def _targets(self, y):
         y = np.asarray(y, dtype=np.dtype(self.dtype))

@@ -1,0 +1,90 @@
+"""The cynn command line: train, compare, evaluate, and one-line errors."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from cynn.cli import main
+
+pytest.importorskip("matplotlib", reason="the CLI draws curves with matplotlib (extra: plot)")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    base = tmp_path_factory.mktemp("runs")
+    made = []
+    for opt in ("adam", "sgd"):
+        out = base / f"digits-{opt}"
+        assert main(["train", "--epochs", "2", "--optimizer", opt, "--out", str(out), "--quiet"]) == 0
+        made.append(out)
+    return made
+
+
+def test_train_writes_a_run_folder(runs, capsys):
+    run = runs[0]
+    for name in ("history.json", "history.csv", "model.npz", "curves.png", "config.json"):
+        assert (run / name).is_file(), name
+    history = json.loads((run / "history.json").read_text())
+    assert [r["epoch"] for r in history] == [1, 2]
+    assert json.loads((run / "config.json").read_text())["model"] == "small-cnn"
+
+
+def test_train_reports_accuracy_and_time(tmp_path, capsys):
+    assert main(["train", "--dataset", "iris", "--epochs", "3", "--out", str(tmp_path / "r"),
+                 "--quiet", "--lr", "0.01"]) == 0
+    out = capsys.readouterr().out
+    assert "training mlp on iris" in out
+    assert "test accuracy: " in out and "time per epoch: " in out and str(tmp_path / "r") in out
+
+
+def test_compare_overlays_runs(runs, tmp_path, capsys):
+    png = tmp_path / "cmp.png"
+    assert main(["compare", *map(str, runs), "--out", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert png.is_file() and "digits-adam" in out and "digits-sgd" in out and "val_acc" in out
+
+
+def test_evaluate_prints_accuracy_and_confusion_matrix(runs, capsys):
+    assert main(["evaluate", str(runs[0] / "model.npz")]) == 0
+    out = capsys.readouterr().out
+    assert "accuracy: " in out and "confusion matrix" in out
+    assert len([line for line in out.splitlines() if line.strip().startswith(tuple("0123456789"))]) >= 10
+
+
+@pytest.mark.parametrize("argv,pattern", [
+    (["train", "--dataset", "nope"], "unknown dataset 'nope'; available: "),
+    (["train", "--model", "resnet"], "unknown model 'resnet'"),
+    (["train", "--optimizer", "rmsprop"], "unknown optimizer 'rmsprop'"),
+    (["train", "--epochs", "0"], "expected a positive integer, got '0'"),
+    (["train", "--lr", "-1"], "expected a positive number, got '-1'"),
+    (["train", "--dataset", "iris", "--model", "small-cnn"], "needs image data"),
+    (["train", "--out", "/proc/cynn-cannot-write-here"], "cannot write to run folder"),
+    (["compare", "/nonexistent-run"], "is not a run folder"),
+    (["evaluate", "/nonexistent/model.npz"], "no such model file"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_bad_arguments_give_one_line(argv, pattern, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert pattern in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_corrupt_model_file(runs, tmp_path, capsys):
+    bad_run = tmp_path / "bad"
+    bad_run.mkdir()
+    (bad_run / "config.json").write_text((runs[0] / "config.json").read_text())
+    (bad_run / "model.npz").write_bytes(b"garbage")
+    assert main(["evaluate", str(bad_run / "model.npz")]) == 2
+    err = capsys.readouterr().err
+    assert "corrupt or mismatched model file" in err and len(err.strip().splitlines()) == 1
+
+
+def test_python_dash_m_runs_the_same_command(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "cynn", "train", "--dataset", "wine", "--epochs", "1",
+                             "--quiet", "--out", str(tmp_path / "w")], capture_output=True, text=True,
+                            cwd=tmp_path, env={**os.environ, "MPLBACKEND": "Agg"})
+    assert result.returncode == 0, result.stderr
+    assert "test accuracy" in result.stdout

@@ -1,0 +1,155 @@
+"""The scikit-learn estimators: sklearn's own estimator checks, pipelines, searches, pickling."""
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.datasets import load_digits as sk_digits
+from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+import cynn
+from cynn.trainers import NeuralNetClassifier, NeuralNetRegressor
+
+
+@parametrize_with_checks([NeuralNetClassifier(random_state=0), NeuralNetRegressor(random_state=0)])
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = sk_digits(return_X_y=True)
+    return (X / 16.0).astype(np.float32), y
+
+
+def test_cnn_classifier_on_digit_images(digits):
+    X, y = digits
+    clf = NeuralNetClassifier(image_shape=(1, 8, 8), max_epochs=8, random_state=0)
+    clf.fit(X[:1400], y[:1400])
+    assert clf.score(X[1400:], y[1400:]) > 0.9
+    assert clf.n_iter_ == 8 and len(clf.loss_curve_) == 8
+    assert clf.loss_curve_[-1] < clf.loss_curve_[0]
+    proba = clf.predict_proba(X[:5])
+    np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-6)
+    assert list(clf.classes_) == list(range(10))
+    assert isinstance(clf.module_[0], cynn.Conv2d)
+
+
+def test_fixed_random_state_gives_bit_identical_fits(digits):
+    X, y = digits
+    a = NeuralNetClassifier(max_epochs=3, random_state=7).fit(X[:500], y[:500])
+    b = NeuralNetClassifier(max_epochs=3, random_state=7).fit(X[:500], y[:500])
+    for pa, pb in zip(a.module_.get_parameters(), b.module_.get_parameters()):
+        np.testing.assert_array_equal(pa, pb)
+
+
+def test_early_stopping_and_validation_scores(digits):
+    X, y = digits
+    clf = NeuralNetClassifier(max_epochs=50, early_stopping=True, patience=2, random_state=0,
+                              lr=0.05).fit(X, y)
+    assert clf.validation_scores_ is not None and len(clf.validation_scores_) == clf.n_iter_
+    assert clf.n_iter_ < 50
+
+
+def test_partial_fit_and_warm_start(digits):
+    X, y = digits
+    clf = NeuralNetClassifier(random_state=0)
+    with pytest.raises(ValueError, match="classes must be passed"):
+        clf.partial_fit(X[:100], y[:100])
+    clf.partial_fit(X[:100], y[:100], classes=np.arange(10))
+    clf.partial_fit(X[100:300], y[100:300])
+    assert clf.n_iter_ == 2
+    warm = NeuralNetClassifier(max_epochs=2, warm_start=True, random_state=0).fit(X[:300], y[:300])
+    first = [p.copy() for p in warm.module_.get_parameters()]
+    warm.fit(X[:300], y[:300])
+    assert warm.n_iter_ == 4
+    assert any(not np.array_equal(a, b) for a, b in zip(first, warm.module_.get_parameters()))
+
+
+def test_pipeline_cross_val_and_clone(digits):
+    X, y = digits
+    pipe = make_pipeline(StandardScaler(), NeuralNetClassifier(max_epochs=15, random_state=0))
+    scores = cross_val_score(pipe, X[:600], y[:600], cv=3)
+    assert scores.mean() > 0.8
+    twin = clone(pipe)
+    assert twin.get_params()["neuralnetclassifier__max_epochs"] == 15
+
+
+def test_grid_search_in_two_processes(digits):
+    X, y = digits
+    search = GridSearchCV(NeuralNetClassifier(max_epochs=3, random_state=0),
+                          {"lr": [1e-3, 1e-2], "batch_size": [32, 64]}, cv=2, n_jobs=2)
+    search.fit(X[:400], y[:400])
+    assert set(search.cv_results_["param_lr"]) == {1e-3, 1e-2}
+    assert search.best_score_ > 0.5
+
+
+def test_pickled_estimator_predicts_the_same(digits):
+    X, y = digits
+    clf = NeuralNetClassifier(image_shape=(1, 8, 8), max_epochs=2, random_state=0).fit(X[:300], y[:300])
+    restored = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(restored.predict_proba(X[:50]), clf.predict_proba(X[:50]))
+
+
+def test_module_parameter_is_not_trained_in_place(digits):
+    X, y = digits
+    net = cynn.Sequential(cynn.Linear(64, 10, random_state=0))
+    before = net[0].W.copy()
+    clf = NeuralNetClassifier(module=net, max_epochs=2, random_state=0).fit(X[:200], y[:200])
+    np.testing.assert_array_equal(net[0].W, before)
+    assert clf.module_ is not net
+
+
+def test_module_callable_gets_shape_and_outputs(digits):
+    X, y = digits
+    seen = []
+
+    def build(shape, n_outputs):
+        seen.append((shape, n_outputs))
+        return cynn.Sequential(cynn.Linear(shape, n_outputs))
+
+    NeuralNetClassifier(module=build, max_epochs=1, random_state=0).fit(X[:100], y[:100])
+    assert seen == [(64, 10)]
+
+
+def test_regressor_multi_output():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((300, 5))
+    Y = np.stack([X @ rng.standard_normal(5), X[:, 0] - X[:, 1]], axis=1)
+    reg = NeuralNetRegressor(max_epochs=40, lr=1e-2, random_state=0).fit(X, Y)
+    assert reg.predict(X).shape == (300, 2)
+    assert reg.score(X, Y) > 0.8
+
+
+def test_invalid_parameters_are_all_reported(digits):
+    X, y = digits
+    clf = NeuralNetClassifier(lr=-1, batch_size=0, optimizer="rmsprop", image_shape=(1, 8))
+    with pytest.raises(ValueError) as err:
+        clf.fit(X[:50], y[:50])
+    message = str(err.value)
+    for part in ("lr must be", "got -1", "batch_size must be a positive integer, got 0",
+                 "optimizer must be one of", "'rmsprop'", "image_shape must be"):
+        assert part in message
+
+
+def test_image_shape_must_match_features(digits):
+    X, y = digits
+    with pytest.raises(ValueError, match=r"image_shape \(1, 7, 7\) holds 49 values, but X has 64"):
+        NeuralNetClassifier(image_shape=(1, 7, 7)).fit(X[:50], y[:50])
+
+
+def test_dask_backend_grid_search(digits):
+    distributed = pytest.importorskip("dask.distributed",
+                                      reason="dask[distributed] not installed (optional)")
+    import joblib
+
+    X, y = digits
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster):
+        with joblib.parallel_backend("dask"):
+            search = GridSearchCV(NeuralNetClassifier(max_epochs=2, random_state=0),
+                                  {"lr": [1e-3, 1e-2]}, cv=2).fit(X[:300], y[:300])
+    assert search.best_score_ > 0.3
