@@ -25,7 +25,7 @@ def small_cnn(image_shape, n_outputs, channels=(16, 32), hidden=64, dropout=0.25
     c, h, w = image_shape
     rng = _rng(random_state)
     c1, c2 = channels
-    return cynn.Sequential(
+    model = cynn.Sequential(
         cynn.Conv2d(c, c1, 3, dtype=dtype, random_state=rng),
         cynn.BatchNormalization(alpha=0.9, n_features=c1, dtype=dtype),
         cynn.ChannelwiseScaling(c1, dtype=dtype, random_state=rng),
@@ -41,6 +41,14 @@ def small_cnn(image_shape, n_outputs, channels=(16, 32), hidden=64, dropout=0.25
         cynn.Dropout(dropout, random_state=rng),
         cynn.Linear(hidden, n_outputs, dtype=dtype, random_state=rng),
     )
+    # The seed draws ChannelwiseScaling's gamma and beta at random, which can start a
+    # channel with a tiny or negative gain; a network built to be trained starts the
+    # scaling at the identity, as batch-norm layers usually do.
+    for layer in model:
+        if isinstance(layer, cynn.ChannelwiseScaling):
+            layer.gamma[...] = 1
+            layer.beta[...] = 0
+    return model
 
 
 def mlp(n_features, n_outputs, hidden=(100,), dtype=np.float32, random_state=None):
