@@ -103,3 +103,18 @@ def finite_float(value, name, owner, low=None, high=None, low_open=False, high_o
         interval = f"{lo}{'-inf' if low is None else low}, {'inf' if high is None else high}{hi}"
         raise ValueError(f"{owner}: {name} must be in {interval}, got {value!r}")
     return v
+
+
+def window_output_size(shape, kernel_size, stride, padding, owner):
+    """Output (height, width) of a sliding window over an (N, C, H, W) input.
+
+    Raises ValueError when the kernel does not fit in the padded input.
+    """
+    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
+    h, w = shape[2] + 2 * ph, shape[3] + 2 * pw
+    if h < kh or w < kw:
+        raise ValueError(
+            f"{owner} kernel_size {tuple(kernel_size)} is larger than the padded input "
+            f"({h}, {w}) of input shape {tuple(shape)}"
+        )
+    return (h - kh) // sh + 1, (w - kw) // sw + 1

@@ -216,7 +216,7 @@ def cmd_compare(args):
     for name, h in histories.items():
         last = h[-1] if len(h) else {}
 
-        def fmt(key, spec):
+        def fmt(key, spec, last=last):
             value = last.get(key)
             return format(value, spec) if isinstance(value, (int, float)) else "-"
 

@@ -1,154 +1,247 @@
 """Criterions: losses with the Module-like contract.
 
 ``forward(input, target)`` returns the loss as a Python float and
-``backward(input, target)`` the gradient with respect to ``input``.  Targets are
-integer class labels ``(N,)`` or one-hot / probability rows ``(N, C)``.
+``backward(input, target)`` the gradient of that loss with respect to ``input``, in the
+input's dtype.  Every loss is averaged over the batch: divided by N, the length of
+axis 0.
+
+Targets are either integer class labels of shape ``(N,)`` (any integer dtype, each in
+``[0, C)``) or float rows of shape ``(N, C)`` (one-hot or class probabilities).
 """
 import numpy as np
 
-from ._validation import as_float_array
+from ._validation import as_float_array, check_ndim
+from .layers.activation import _log_softmax_rows
+
+__all__ = [
+    "Criterion",
+    "MSECriterion",
+    "ClassNLLCriterionUnstable",
+    "ClassNLLCriterion",
+    "CrossEntropyCriterion",
+]
 
 
 class Criterion:
-    """Base class: subclasses write ``_compute_output`` and ``_compute_input_grad``."""
+    """Base class of the losses; a subclass writes the two hooks.
+
+    - ``_compute_output(input, target)`` returns the loss (a scalar);
+    - ``_compute_input_grad(input, target)`` returns the gradient w.r.t. ``input``.
+    """
 
     def __init__(self):
         self._output = None
         self._input_grad = None
 
     def forward(self, input, target):
-        """The loss for ``input`` against ``target``, as a float."""
+        """The loss of ``input`` against ``target``, as a Python float."""
         self._output = float(self._compute_output(input, target))
         return self._output
 
     def backward(self, input, target):
-        """The gradient of the loss with respect to ``input``."""
+        """The gradient of the loss with respect to ``input``, in the input's dtype."""
         self._input_grad = self._compute_input_grad(input, target)
         return self._input_grad
 
     __call__ = forward
 
     def _compute_output(self, input, target):
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} does not implement _compute_output")
 
     def _compute_input_grad(self, input, target):
-        raise NotImplementedError
+        raise NotImplementedError(
+            f"{type(self).__name__} does not implement _compute_input_grad"
+        )
 
     def __repr__(self):
         return f"{type(self).__name__}()"
 
-    # -- shared checks -------------------------------------------------------------
-    def _input(self, input, ndims=(2,)):
+    # -- shared checks ----------------------------------------------------------
+    def _check_input(self, input, any_shape=False):
+        """``input`` as a float array of shape ``(N, C)`` (or ``(N, *)``), N > 0."""
         owner = type(self).__name__
         x = as_float_array(input, owner)
-        if x.ndim not in ndims:
-            raise ValueError(f"{owner} expected {' or '.join(map(str, ndims))}-D input, got shape {x.shape}")
-        if x.shape[0] == 0:
-            raise ValueError(f"{owner} got an empty batch (shape {x.shape})")
+        if any_shape:
+            if x.ndim == 0:
+                raise ValueError(f"{owner} expected input of shape (N, *) with a batch axis, "
+                                 f"got a 0-d array")
+            check_ndim(x, (x.ndim,), owner, "(N, *)")
+        else:
+            check_ndim(x, (2,), owner, "(N, C)")
         return x
 
     def _target_matrix(self, x, target):
-        """Targets as an (N, C) array in x's dtype: labels become one-hot rows."""
+        """``target`` as an array of ``x``'s shape and dtype: integer labels ``(N,)``
+        against 2-D input become one-hot rows, anything else must match ``x``'s shape."""
         owner = type(self).__name__
-        t = np.asarray(target)
-        if t.dtype.kind not in "biuf":
-            raise TypeError(f"{owner} expected numeric targets, got dtype {t.dtype}")
-        if t.ndim == 1 and x.ndim == 2:
-            if t.dtype.kind == "f":
-                if not np.all(np.mod(t, 1) == 0):
-                    raise ValueError(f"{owner}: 1-D targets must be integer class labels")
-                t = t.astype(np.int64)
-            if t.shape[0] != x.shape[0]:
-                raise ValueError(f"{owner}: input has {x.shape[0]} rows but target has {t.shape[0]} labels")
-            n_classes = x.shape[1]
-            bad = (t < 0) | (t >= n_classes)
-            if bad.any():
-                raise ValueError(f"{owner}: label {int(t[bad][0])} out of range for {n_classes} classes "
-                                 f"(input shape {x.shape})")
-            onehot = np.zeros(x.shape, dtype=x.dtype)
-            onehot[np.arange(x.shape[0]), t] = 1
-            return onehot
-        if t.shape != x.shape:
-            raise ValueError(f"{owner}: target shape {t.shape} does not match input shape {x.shape}")
-        return t.astype(x.dtype, copy=False)
+        t = _as_target_array(target, owner)
+        if t.shape == x.shape:
+            return t.astype(x.dtype, copy=False)
+        if x.ndim == 2 and t.ndim == 1:
+            if t.dtype.kind not in "iu":
+                raise ValueError(
+                    f"{owner}: target shape {t.shape} does not match input shape {x.shape}; "
+                    f"class labels of shape ({x.shape[0]},) need an integer dtype, got {t.dtype}"
+                )
+            return _one_hot(t, x, owner)
+        raise ValueError(f"{owner}: target shape {t.shape} does not match input shape {x.shape}"
+                         + (f"; class labels must have shape ({x.shape[0]},)" if x.ndim == 2 else ""))
+
+
+def _as_target_array(target, owner):
+    """``target`` as an array of its own real dtype (integer labels stay integers)."""
+    if isinstance(target, np.ndarray):
+        t = target
+    else:
+        try:
+            t = np.asarray(target)
+        except (ValueError, TypeError) as exc:
+            raise TypeError(f"{owner} expected a numeric array as target: {exc}") from None
+    if t.dtype.kind not in "biuf":
+        raise TypeError(f"{owner} expected a real numeric array as target, got dtype {t.dtype}")
+    return t
+
+
+def _one_hot(labels, x, owner):
+    """One-hot rows in ``x``'s dtype for integer ``labels``, after checking them."""
+    n, n_classes = x.shape
+    if labels.shape[0] != n:
+        raise ValueError(f"{owner}: target shape {labels.shape} does not match input shape "
+                         f"{x.shape}: {n} rows but {labels.shape[0]} labels")
+    bad = (labels < 0) | (labels >= n_classes)
+    if bad.any():
+        raise ValueError(f"{owner}: label {int(labels[bad][0])} out of range [0, {n_classes}) "
+                         f"for input of shape {x.shape}")
+    onehot = np.zeros(x.shape, dtype=x.dtype)
+    onehot[np.arange(n), labels] = 1
+    return onehot
+
+
+def _target_dot(t, values):
+    """``sum(t * values)`` in float64, where entries with ``t == 0`` count as 0 even when
+    the value is -inf (the log-probability of an impossible class that is not the target)."""
+    products = np.zeros(t.shape, dtype=np.float64)
+    np.multiply(t, values, out=products, where=t != 0)
+    return products.sum()
 
 
 class MSECriterion(Criterion):
-    r"""Sum of squared errors divided by the batch size N:
-    :math:`L = \frac{1}{N}\sum_{n,j} (x_{nj} - t_{nj})^2`.
+    r"""Squared error summed over all elements and divided by the batch size.
 
-    This is the course's definition.  PyTorch's ``MSELoss()`` takes the mean over all
-    elements; ``MSELoss(reduction='sum') / N`` equals this loss.  Integer labels
-    ``(N,)`` with 2-D input are one-hot encoded.
+    .. math:: L = \frac{1}{N} \sum_{n,j} (x_{nj} - t_{nj})^2, \qquad
+              \frac{\partial L}{\partial x} = \frac{2}{N} (x - t)
+
+    This is the course's definition.  PyTorch's ``MSELoss()`` takes the mean over *all*
+    elements instead; this loss equals ``MSELoss(reduction='sum')(x, t) / N``.
+
+    Shape
+    -----
+    - Input: ``(N, *)``, any number of dimensions.
+    - Target: the input's shape; or integer labels ``(N,)`` when the input is
+      ``(N, C)``, which are one-hot encoded.
+    - Output: a Python float.
     """
 
     def _compute_output(self, input, target):
-        x = self._input(input, ndims=(1, 2, 3, 4))
-        diff = x - self._target_matrix(x, target)
-        return np.sum(diff.astype(np.float64) ** 2) / x.shape[0]
+        x = self._check_input(input, any_shape=True)
+        diff = x.astype(np.float64) - self._target_matrix(x, target)
+        return np.vdot(diff, diff) / x.shape[0]
 
     def _compute_input_grad(self, input, target):
-        x = self._input(input, ndims=(1, 2, 3, 4))
+        x = self._check_input(input, any_shape=True)
         return (x - self._target_matrix(x, target)) * x.dtype.type(2.0 / x.shape[0])
 
 
 class ClassNLLCriterionUnstable(Criterion):
-    r"""Negative log-likelihood of probabilities (e.g. SoftMax output), clipped to
-    [1e-15, 1 - 1e-15]: :math:`L = -\frac{1}{N}\sum t \log p`.
+    r"""Negative log-likelihood of class probabilities (e.g. `SoftMax` output).
 
-    Kept from the course to show why `ClassNLLCriterion` on log-probabilities is preferred.
+    .. math:: L = -\frac{1}{N} \sum_{n,j} t_{nj} \log \tilde p_{nj}, \quad
+              \tilde p = \mathrm{clip}(p, 10^{-15}, 1 - 10^{-15}); \qquad
+              \frac{\partial L}{\partial p_{nj}} = -\frac{t_{nj}}{N \tilde p_{nj}}
+
+    and 0 where ``p`` was clipped.  The clipping keeps the loss finite for
+    probabilities that rounded to 0, but the logarithm of a probability loses the
+    precision that `LogSoftMax` + `ClassNLLCriterion` (or `CrossEntropyCriterion`)
+    keep: the course keeps this class to show why.  Equals PyTorch's
+    ``NLLLoss()(log(clamp(p, 1e-15, 1 - 1e-15)), labels)``.
+
+    Shape
+    -----
+    - Input: ``(N, C)`` probabilities.
+    - Target: integer labels ``(N,)`` or one-hot / probability rows ``(N, C)``.
+    - Output: a Python float.
     """
 
     EPS = 1e-15
 
     def _clipped(self, x):
-        return np.clip(x, self.EPS, 1 - self.EPS)
+        # In float64 whatever the input dtype: 1 - 1e-15 rounds to 1 in float32.
+        return np.clip(x.astype(np.float64), self.EPS, 1 - self.EPS)
 
     def _compute_output(self, input, target):
-        x = self._input(input)
+        x = self._check_input(input)
         t = self._target_matrix(x, target)
-        return -np.sum(t * np.log(self._clipped(x.astype(np.float64)))) / x.shape[0]
+        return -_target_dot(t, np.log(self._clipped(x))) / x.shape[0]
 
     def _compute_input_grad(self, input, target):
-        x = self._input(input)
+        x = self._check_input(input)
         t = self._target_matrix(x, target)
-        grad = -t / self._clipped(x.astype(np.float64)) / x.shape[0]
-        # The clipped region is flat: no gradient flows there.
+        grad = -t / self._clipped(x) / x.shape[0]
+        # Where the clip is active the loss is flat in p (torch.clamp's gradient too).
         grad[(x < self.EPS) | (x > 1 - self.EPS)] = 0
         return grad.astype(x.dtype)
 
 
 class ClassNLLCriterion(Criterion):
-    r"""Negative log-likelihood of log-probabilities (LogSoftMax output):
-    :math:`L = -\frac{1}{N}\sum t \cdot x`, as PyTorch's ``NLLLoss``."""
+    r"""Negative log-likelihood of log-probabilities (`LogSoftMax` output).
+
+    .. math:: L = -\frac{1}{N} \sum_{n,j} t_{nj} x_{nj}, \qquad
+              \frac{\partial L}{\partial x} = -\frac{t}{N}
+
+    With labels this picks ``-x[n, label_n]``, as PyTorch's ``NLLLoss()``.  A
+    log-probability of ``-inf`` where the target is 0 does not matter.
+
+    Shape
+    -----
+    - Input: ``(N, C)`` log-probabilities.
+    - Target: integer labels ``(N,)`` or one-hot / probability rows ``(N, C)``.
+    - Output: a Python float.
+    """
 
     def _compute_output(self, input, target):
-        x = self._input(input)
-        return -np.sum(self._target_matrix(x, target) * x, dtype=np.float64) / x.shape[0]
+        x = self._check_input(input)
+        return -_target_dot(self._target_matrix(x, target), x) / x.shape[0]
 
     def _compute_input_grad(self, input, target):
-        x = self._input(input)
-        return -self._target_matrix(x, target) / x.dtype.type(x.shape[0])
+        x = self._check_input(input)
+        return self._target_matrix(x, target) / x.dtype.type(-x.shape[0])
 
 
 class CrossEntropyCriterion(Criterion):
-    r"""Cross-entropy of logits: log-softmax fused with NLL, as PyTorch's
-    ``CrossEntropyLoss``.  Stable for logits of 1e4; the gradient is
-    :math:`(\mathrm{softmax}(x) - t) / N`."""
+    r"""Cross-entropy of logits: log-softmax and negative log-likelihood in one step.
 
-    def _log_softmax(self, x):
-        shifted = x - x.max(axis=1, keepdims=True)
-        return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    .. math:: L = -\frac{1}{N} \sum_{n,j} t_{nj} \log \mathrm{softmax}(x)_{nj}, \qquad
+              \frac{\partial L}{\partial x_{nj}} =
+              \frac{1}{N}\Big(\mathrm{softmax}(x)_{nj} \sum_k t_{nk} - t_{nj}\Big)
+
+    which is ``(softmax(x) - t) / N`` when each target row sums to 1 (labels, one-hot
+    or probability rows).  The log-softmax subtracts the row maximum first, so logits
+    of 1e4 give exact, finite losses and gradients.  Equals PyTorch's
+    ``CrossEntropyLoss()``, which also accepts probability targets.
+
+    Shape
+    -----
+    - Input: ``(N, C)`` logits.
+    - Target: integer labels ``(N,)`` or one-hot / probability rows ``(N, C)``.
+    - Output: a Python float.
+    """
 
     def _compute_output(self, input, target):
-        x = self._input(input)
-        t = self._target_matrix(x, target)
-        return -np.sum(t * self._log_softmax(x), dtype=np.float64) / x.shape[0]
+        x = self._check_input(input)
+        return -_target_dot(self._target_matrix(x, target), _log_softmax_rows(x)) / x.shape[0]
 
     def _compute_input_grad(self, input, target):
-        x = self._input(input)
+        x = self._check_input(input)
         t = self._target_matrix(x, target)
-        # For probability targets the rows of t may not sum to one: d/dx of
-        # -sum t log softmax(x) is softmax(x) * sum(t) - t.
-        p = np.exp(self._log_softmax(x))
-        return (p * t.sum(axis=1, keepdims=True) - t) / x.dtype.type(x.shape[0])
+        probs = np.exp(_log_softmax_rows(x))
+        return (probs * t.sum(axis=1, keepdims=True) - t) / x.dtype.type(x.shape[0])

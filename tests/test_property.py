@@ -1,7 +1,6 @@
 """Random shapes, strides, paddings and dtypes: every case matches the reference or raises
 ValueError/TypeError in Python.  A crash of the interpreter would fail the whole run."""
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -1,39 +1,54 @@
-"""Element-wise activations and the row-wise SoftMax / LogSoftMax.
+"""Activations: element-wise ones, and SoftMax / LogSoftMax over the rows of ``(N, C)``.
 
-Each layer keeps what its backward needs from forward (the output, or the input's
-sign) and recomputes it when backward gets an input other than forward's.
+None of them has parameters.  Forward keeps its input object and its output in
+``self._saved``; backward reads the output from there when it gets that same input
+object, and recomputes it otherwise (so ``forward(a); forward(b); backward(a, g)`` is
+still right).  Do not modify a forward output in place before the backward pass: the
+backward pass of Sigmoid, Tanh, ELU, SoftPlus, SoftMax and LogSoftMax reads it.
 """
 import numpy as np
 
-from .._validation import as_float_array, check_ndim, finite_float
+from .._validation import as_float_array, check_ndim, check_same_shape, finite_float
 from ..module import Module
-from ._base import check_grad_input
+
+__all__ = ["ReLU", "LeakyReLU", "ELU", "SoftPlus", "Sigmoid", "Tanh", "SoftMax", "LogSoftMax"]
 
 
 class _Activation(Module):
-    """Shared input checks: any float array with a non-empty batch axis."""
+    """Shared machinery: input checks, keeping the output, the output_grad check.
 
-    _ndims = (1, 2, 3, 4, 5)
+    A subclass writes ``_apply(x) -> y`` and ``_grad(x, y, dy) -> dx``, both on arrays
+    already converted to one float dtype.
+    """
+
+    # None: any shape with a batch axis; a tuple: the allowed ndims.
+    _ndims = None
+    _shape_name = "(N, *)"
 
     def __init__(self):
         super().__init__()
-        self._saved = None
+        self._saved = None  # (the input object forward got, the output it returned)
 
-    def _check(self, input):
+    def _check_input(self, input):
         owner = type(self).__name__
         x = as_float_array(input, owner)
-        check_ndim(x, self._ndims, owner, "(N, ...)" if len(self._ndims) > 1 else "(N, C)")
+        if self._ndims is None and x.ndim == 0:
+            raise ValueError(f"{owner} expected input of shape (N, *) with a batch axis, "
+                             f"got a 0-d array")
+        check_ndim(x, self._ndims or (x.ndim,), owner, self._shape_name)
         return x
 
     def _compute_output(self, input):
-        x = self._check(input)
+        x = self._check_input(input)
         y = self._apply(x)
         self._saved = (input, y)
         return y
 
     def _compute_input_grad(self, input, output_grad):
-        x = self._check(input)
-        dy = check_grad_input(self, x, output_grad, x.shape, x.dtype)
+        owner = type(self).__name__
+        x = self._check_input(input)
+        dy = as_float_array(output_grad, owner, x.dtype, name="output_grad")
+        check_same_shape(dy, x.shape, owner)
         if self._saved is not None and self._saved[0] is input:
             y = self._saved[1]
         else:
@@ -45,17 +60,42 @@ class _Activation(Module):
 
 
 class ReLU(_Activation):
-    """``max(x, 0)``; the gradient at 0 is taken as 0, as in PyTorch."""
+    r"""Rectified linear unit, element-wise.
+
+    .. math:: y = \max(x, 0), \qquad \frac{\partial y}{\partial x} = [x > 0]
+
+    The gradient at exactly 0 is taken as 0, as in PyTorch.
+
+    Shape
+    -----
+    - Input: ``(N, *)``, any number of dimensions.
+    - Output: same shape and dtype as the input.
+    """
 
     def _apply(self, x):
-        return np.maximum(x, 0)
+        return np.maximum(x, x.dtype.type(0))
 
     def _grad(self, x, y, dy):
-        return dy * (x > 0)
+        return np.where(x > 0, dy, dy.dtype.type(0))
 
 
 class LeakyReLU(_Activation):
-    """``x`` for positive x, ``slope * x`` otherwise (PyTorch's ``negative_slope``)."""
+    r"""Leaky rectified linear unit, element-wise.
+
+    .. math:: y = \begin{cases} x & x > 0 \\ \mathrm{slope} \cdot x & x \le 0 \end{cases}
+
+    PyTorch calls ``slope`` ``negative_slope`` (its default is 0.01; cynn's is 0.03).
+
+    Parameters
+    ----------
+    slope : float, default 0.03
+        Slope for non-positive inputs; any finite number.
+
+    Shape
+    -----
+    - Input: ``(N, *)``, any number of dimensions.
+    - Output: same shape and dtype as the input.
+    """
 
     def __init__(self, slope=0.03):
         super().__init__()
@@ -65,48 +105,92 @@ class LeakyReLU(_Activation):
         return np.where(x > 0, x, x * x.dtype.type(self.slope))
 
     def _grad(self, x, y, dy):
-        return dy * np.where(x > 0, x.dtype.type(1), x.dtype.type(self.slope))
+        return np.where(x > 0, dy, dy * dy.dtype.type(self.slope))
 
     def __repr__(self):
         return f"LeakyReLU(slope={self.slope})"
 
 
 class ELU(_Activation):
-    """``x`` for positive x, ``alpha * (exp(x) - 1)`` otherwise."""
+    r"""Exponential linear unit, element-wise.
+
+    .. math:: y = \begin{cases} x & x > 0 \\ \alpha\,(e^{x} - 1) & x \le 0 \end{cases},
+              \qquad \frac{\partial y}{\partial x} = \begin{cases} 1 & x > 0 \\
+              y + \alpha & x \le 0 \end{cases}
+
+    Parameters
+    ----------
+    alpha : float, default 1.0
+        Scale of the negative part; any finite number.
+
+    Shape
+    -----
+    - Input: ``(N, *)``, any number of dimensions.
+    - Output: same shape and dtype as the input.
+    """
 
     def __init__(self, alpha=1.0):
         super().__init__()
         self.alpha = finite_float(alpha, "alpha", "ELU")
 
     def _apply(self, x):
-        # expm1 only of the non-positive part: no overflow for large positive x.
-        return np.where(x > 0, x, x.dtype.type(self.alpha) * np.expm1(np.minimum(x, 0)))
+        # The exponential only sees the non-positive part, so large positive inputs
+        # cannot overflow it.
+        negative = x.dtype.type(self.alpha) * np.expm1(np.minimum(x, x.dtype.type(0)))
+        return np.where(x > 0, x, negative)
 
     def _grad(self, x, y, dy):
-        return dy * np.where(x > 0, x.dtype.type(1), x.dtype.type(self.alpha) * np.exp(np.minimum(x, 0)))
+        # alpha * e^x == y + alpha on the negative side: reuse the output.
+        return np.where(x > 0, dy, dy * (y + y.dtype.type(self.alpha)))
 
     def __repr__(self):
         return f"ELU(alpha={self.alpha})"
 
 
 def _sigmoid(x):
-    # 0.5 * (1 + tanh(x / 2)) is the logistic function without exp overflow.
-    half = x.dtype.type(0.5)
-    return half + half * np.tanh(half * x)
+    """The logistic function without overflow: both branches only exponentiate -|x|."""
+    z = np.exp(-np.abs(x))
+    return np.where(x >= 0, x.dtype.type(1), z) / (1 + z)
 
 
 class SoftPlus(_Activation):
-    """``log(1 + exp(x))``, computed as ``logaddexp(0, x)``; the gradient is sigmoid(x)."""
+    r"""Smooth approximation of ReLU, element-wise.
+
+    .. math:: y = \log(1 + e^{x}) = \max(x, 0) + \log(1 + e^{-|x|}), \qquad
+              \frac{\partial y}{\partial x} = \sigma(x) = 1 - e^{-y}
+
+    The second form is exact and never overflows, for inputs of any size.  PyTorch's
+    ``Softplus`` returns ``x`` itself above ``threshold=20``; the two differ by less
+    than ``2e-9`` there.
+
+    Shape
+    -----
+    - Input: ``(N, *)``, any number of dimensions.
+    - Output: same shape and dtype as the input.
+    """
 
     def _apply(self, x):
-        return np.logaddexp(x.dtype.type(0), x)
+        return np.maximum(x, x.dtype.type(0)) + np.log1p(np.exp(-np.abs(x)))
 
     def _grad(self, x, y, dy):
-        return dy * _sigmoid(x)
+        # sigmoid(x) = 1 - 1 / (1 + e^x) = 1 - e^{-y}; expm1 keeps it exact for tiny y.
+        return dy * -np.expm1(-y)
 
 
 class Sigmoid(_Activation):
-    """``1 / (1 + exp(-x))``."""
+    r"""Logistic function, element-wise.
+
+    .. math:: y = \sigma(x) = \frac{1}{1 + e^{-x}}, \qquad
+              \frac{\partial y}{\partial x} = y\,(1 - y)
+
+    Computed as ``1 / (1 + e^{-x})`` for ``x >= 0`` and ``e^{x} / (1 + e^{x})`` for
+    ``x < 0``, so no exponential overflows and both tails keep full relative precision.
+
+    Shape
+    -----
+    - Input: ``(N, *)``, any number of dimensions.
+    - Output: same shape and dtype as the input.
+    """
 
     def _apply(self, x):
         return _sigmoid(x)
@@ -116,7 +200,15 @@ class Sigmoid(_Activation):
 
 
 class Tanh(_Activation):
-    """``tanh(x)``."""
+    r"""Hyperbolic tangent, element-wise.
+
+    .. math:: y = \tanh(x), \qquad \frac{\partial y}{\partial x} = 1 - y^2
+
+    Shape
+    -----
+    - Input: ``(N, *)``, any number of dimensions.
+    - Output: same shape and dtype as the input.
+    """
 
     def _apply(self, x):
         return np.tanh(x)
@@ -125,29 +217,63 @@ class Tanh(_Activation):
         return dy * (1 - y * y)
 
 
+def _log_softmax_rows(x):
+    """``x - log(sum(exp(x)))`` per row, after subtracting the row maximum so that
+    the largest exponent is exactly 0 (nothing overflows, the sum is >= 1)."""
+    shifted = x - x.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
 class SoftMax(_Activation):
-    """Row-wise ``exp(x) / sum(exp(x))`` over axis 1 of ``(N, C)`` input (row max
-    subtracted first)."""
+    r"""Softmax over the classes (axis 1) of each row.
+
+    .. math:: y_{nj} = \frac{e^{x_{nj} - m_n}}{\sum_k e^{x_{nk} - m_n}}, \quad
+              m_n = \max_k x_{nk}; \qquad
+              \frac{\partial L}{\partial x_{nj}} = y_{nj}\Big(g_{nj} - \sum_k g_{nk} y_{nk}\Big)
+
+    where ``g`` is the output gradient.  Subtracting the row maximum changes nothing
+    mathematically and keeps every exponent <= 0.  As PyTorch's ``Softmax(dim=1)``.
+
+    Shape
+    -----
+    - Input: ``(N, C)``.
+    - Output: ``(N, C)``, same dtype; each row sums to 1.
+    """
 
     _ndims = (2,)
+    _shape_name = "(N, C)"
 
     def _apply(self, x):
         e = np.exp(x - x.max(axis=1, keepdims=True))
-        return e / e.sum(axis=1, keepdims=True)
+        e /= e.sum(axis=1, keepdims=True)
+        return e
 
     def _grad(self, x, y, dy):
         return y * (dy - np.sum(dy * y, axis=1, keepdims=True))
 
 
 class LogSoftMax(_Activation):
-    """Row-wise ``x - log(sum(exp(x)))`` over axis 1 of ``(N, C)`` input (row max
-    subtracted first, so logits of 1e4 stay finite)."""
+    r"""Logarithm of the softmax over the classes (axis 1) of each row.
+
+    .. math:: y_{nj} = x_{nj} - m_n - \log\sum_k e^{x_{nk} - m_n}, \quad
+              m_n = \max_k x_{nk}; \qquad
+              \frac{\partial L}{\partial x_{nj}} = g_{nj} - e^{y_{nj}} \sum_k g_{nk}
+
+    where ``g`` is the output gradient.  With the row maximum subtracted, logits of
+    1e4 (or any finite size) give finite, exact log-probabilities.  As PyTorch's
+    ``LogSoftmax(dim=1)``; feed the output to `ClassNLLCriterion`.
+
+    Shape
+    -----
+    - Input: ``(N, C)``.
+    - Output: ``(N, C)``, same dtype.
+    """
 
     _ndims = (2,)
+    _shape_name = "(N, C)"
 
     def _apply(self, x):
-        shifted = x - x.max(axis=1, keepdims=True)
-        return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        return _log_softmax_rows(x)
 
     def _grad(self, x, y, dy):
         return dy - np.exp(y) * dy.sum(axis=1, keepdims=True)

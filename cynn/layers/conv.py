@@ -4,7 +4,7 @@ import numpy as np
 from .._random import check_random_state
 from .._threads import get_num_threads, kernel_blas_single_threaded
 from .._validation import (as_float_array, check_dtype, check_ndim, int_pair,
-                           positive_int)
+                           positive_int, window_output_size)
 from .._kernels import conv as _conv
 from ..module import Module
 from ._base import Workspaces, check_grad_input, uniform_init
@@ -104,14 +104,7 @@ class Conv2d(Module):
             raise ValueError(
                 f"Conv2d expected input with {self.in_channels} channels, got shape {x.shape}"
             )
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        h, w = x.shape[2] + 2 * ph, x.shape[3] + 2 * pw
-        if h < kh or w < kw:
-            raise ValueError(
-                f"Conv2d kernel_size {self.kernel_size} is larger than the padded input "
-                f"({h}, {w}) of input shape {x.shape}"
-            )
-        return x, ((h - kh) // sh + 1, (w - kw) // sw + 1)
+        return x, window_output_size(x.shape, self.kernel_size, self.stride, self.padding, "Conv2d")
 
     def _geometry(self):
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding

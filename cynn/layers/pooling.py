@@ -2,7 +2,7 @@
 import numpy as np
 
 from .._threads import get_num_threads
-from .._validation import as_float_array, check_ndim, int_pair
+from .._validation import as_float_array, check_ndim, int_pair, window_output_size
 from .._kernels import pooling as _pool
 from ..module import Module
 from ._base import Workspaces, check_grad_input
@@ -29,14 +29,7 @@ class _Pool2d(Module):
         owner = type(self).__name__
         x = as_float_array(input, owner)
         check_ndim(x, (4,), owner, "(N, C, H, W)")
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        h, w = x.shape[2] + 2 * ph, x.shape[3] + 2 * pw
-        if h < kh or w < kw:
-            raise ValueError(
-                f"{owner} kernel_size {self.kernel_size} is larger than the padded input "
-                f"({h}, {w}) of input shape {x.shape}"
-            )
-        return x, ((h - kh) // sh + 1, (w - kw) // sw + 1)
+        return x, window_output_size(x.shape, self.kernel_size, self.stride, self.padding, owner)
 
     def _short(self, pair):
         return pair[0] if pair[0] == pair[1] else pair
