@@ -181,7 +181,7 @@ cdef void _grad_sums_channel(const floating* x, const floating* dy, Py_ssize_t n
 
 cdef void _grad_sums_columns(const floating* x, const floating* dy, Py_ssize_t n_batch,
                              Py_ssize_t channels, Py_ssize_t c0, Py_ssize_t c1,
-                             const floating* mean, double* sum_dy, double* sum_dyx) noexcept nogil:
+                             const double* mean, double* sum_dy, double* sum_dyx) noexcept nogil:
     cdef Py_ssize_t n, c
     for c in range(c0, c1):
         sum_dy[c] = 0
@@ -215,12 +215,14 @@ def batchnorm_backward_train(const floating[:, :, ::1] x, const floating[:, :, :
     _check(mean.shape[0] == channels and invstd.shape[0] == channels, "statistics shape")
     _check(work.shape[0] >= 3 and work.shape[1] >= channels, "workspace")
     if s == 1:
+        for c in range(channels):
+            work[2, c] = mean[c]
         blocks = (channels + COLUMN_BLOCK - 1) // COLUMN_BLOCK
         for task in prange(blocks, nogil=True, schedule='static', num_threads=num_threads):
             c0 = task * COLUMN_BLOCK
             c1 = c0 + COLUMN_BLOCK if c0 + COLUMN_BLOCK < channels else channels
             _grad_sums_columns(&x[0, 0, 0], &dy[0, 0, 0], n_batch, channels, c0, c1,
-                               &mean[0], &work[0, 0], &work[1, 0])
+                               &work[2, 0], &work[0, 0], &work[1, 0])
     else:
         for c in prange(channels, nogil=True, schedule='static', num_threads=num_threads):
             _grad_sums_channel(&x[0, 0, 0], &dy[0, 0, 0], n_batch, channels, s, c, mean[c],
@@ -274,3 +276,86 @@ def batchnorm_backward_eval(const floating[:, :, ::1] dy, const floating[::1] in
         dst = &dx[n, c, 0]
         for q in range(s):
             dst[q] = gs[q] * inv
+
+
+def scale_forward(const floating[:, :, ::1] x, const floating[::1] gamma,
+                  const floating[::1] beta, floating[:, :, ::1] y, int num_threads):
+    """y = gamma[c] * x + beta[c] (ChannelwiseScaling), in one sweep."""
+    cdef Py_ssize_t n_batch = x.shape[0], channels = x.shape[1], s = x.shape[2]
+    cdef Py_ssize_t task, c, n, q
+    cdef floating g, b
+    cdef const floating* src
+    cdef floating* dst
+    _check(y.shape[0] == n_batch and y.shape[1] == channels and y.shape[2] == s, "output shape")
+    _check(gamma.shape[0] == channels and beta.shape[0] == channels, "parameter shape")
+    if s == 1:
+        for n in prange(n_batch, nogil=True, schedule='static', num_threads=num_threads):
+            src = &x[n, 0, 0]
+            dst = &y[n, 0, 0]
+            for c in range(channels):
+                dst[c] = src[c] * gamma[c] + beta[c]
+        return
+    for task in prange(n_batch * channels, nogil=True, schedule='static',
+                       num_threads=num_threads):
+        n = task // channels
+        c = task - n * channels
+        g = gamma[c]
+        b = beta[c]
+        src = &x[n, c, 0]
+        dst = &y[n, c, 0]
+        for q in range(s):
+            dst[q] = src[q] * g + b
+
+
+def scale_backward(const floating[:, :, ::1] x, const floating[:, :, ::1] dy,
+                   const floating[::1] gamma, floating[:, :, ::1] dx,
+                   floating[::1] grad_gamma, floating[::1] grad_beta, double[:, ::1] work,
+                   int num_threads):
+    """dx = gamma[c] * dy; grad_gamma[c] += sum(dy * x); grad_beta[c] += sum(dy).
+
+    Sums in double, each channel's in one fixed order.  ``work`` is (3, C) float64.
+    """
+    cdef Py_ssize_t n_batch = x.shape[0], channels = x.shape[1], s = x.shape[2]
+    cdef Py_ssize_t task, c, n, q, blocks, c0, c1
+    cdef floating g
+    cdef const floating* xs
+    cdef const floating* gs
+    cdef floating* dst
+    _check(dy.shape[0] == n_batch and dy.shape[1] == channels and dy.shape[2] == s,
+           "gradient shape")
+    _check(dx.shape[0] == n_batch and dx.shape[1] == channels and dx.shape[2] == s,
+           "input gradient shape")
+    _check(gamma.shape[0] == channels and grad_gamma.shape[0] == channels
+           and grad_beta.shape[0] == channels, "parameter shape")
+    _check(work.shape[0] >= 3 and work.shape[1] >= channels, "workspace")
+    if s == 1:
+        for c in range(channels):
+            work[2, c] = 0
+        blocks = (channels + COLUMN_BLOCK - 1) // COLUMN_BLOCK
+        for task in prange(blocks, nogil=True, schedule='static', num_threads=num_threads):
+            c0 = task * COLUMN_BLOCK
+            c1 = c0 + COLUMN_BLOCK if c0 + COLUMN_BLOCK < channels else channels
+            # Sums of dy and dy * (x - 0): the column helper with a zero mean.
+            _grad_sums_columns(&x[0, 0, 0], &dy[0, 0, 0], n_batch, channels, c0, c1,
+                               &work[2, 0], &work[0, 0], &work[1, 0])
+        for n in prange(n_batch, nogil=True, schedule='static', num_threads=num_threads):
+            gs = &dy[n, 0, 0]
+            dst = &dx[n, 0, 0]
+            for c in range(channels):
+                dst[c] = gs[c] * gamma[c]
+    else:
+        for c in prange(channels, nogil=True, schedule='static', num_threads=num_threads):
+            _grad_sums_channel(&x[0, 0, 0], &dy[0, 0, 0], n_batch, channels, s, c, 0.0,
+                               &work[0, c], &work[1, c])
+        for task in prange(n_batch * channels, nogil=True, schedule='static',
+                           num_threads=num_threads):
+            n = task // channels
+            c = task - n * channels
+            g = gamma[c]
+            gs = &dy[n, c, 0]
+            dst = &dx[n, c, 0]
+            for q in range(s):
+                dst[q] = gs[q] * g
+    for c in range(channels):
+        grad_beta[c] += <floating> work[0, c]
+        grad_gamma[c] += <floating> work[1, c]

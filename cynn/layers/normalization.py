@@ -196,6 +196,8 @@ class ChannelwiseScaling(Module):
         self.beta = uniform_init(rng, bound, (self.n_out,), self.dtype)
         self.gradGamma = np.zeros_like(self.gamma)
         self.gradBeta = np.zeros_like(self.beta)
+        self._ws = Workspaces()
+        self._grad_cache = None
 
     def _check_input(self, input):
         x = as_float_array(input, "ChannelwiseScaling", self.dtype)
@@ -206,24 +208,42 @@ class ChannelwiseScaling(Module):
             )
         return x
 
-    def _broadcast(self, v, x):
-        return v.reshape((1, -1) + (1,) * (x.ndim - 2))
-
     def _compute_output(self, input):
         x = self._check_input(input)
-        return x * self._broadcast(self.gamma, x) + self._broadcast(self.beta, x)
+        y = np.empty_like(x)
+        _bn.scale_forward(_as_channels_view(x), self.gamma, self.beta, _as_channels_view(y),
+                          get_num_threads())
+        return y
 
     def _compute_input_grad(self, input, output_grad):
         x = self._check_input(input)
         dy = check_grad_input(self, x, output_grad, x.shape, self.dtype)
-        return dy * self._broadcast(self.gamma, x)
+        dx = np.empty_like(x)
+        # One sweep gives dx and both parameter gradients; backward calls the
+        # parameter hook next with the same objects and takes them from here.
+        grad_gamma = np.zeros_like(self.gamma)
+        grad_beta = np.zeros_like(self.beta)
+        _bn.scale_backward(_as_channels_view(x), _as_channels_view(dy), self.gamma,
+                           _as_channels_view(dx), grad_gamma, grad_beta,
+                           self._ws.get("work", (3, self.n_out), np.float64), get_num_threads())
+        self._grad_cache = (input, output_grad, grad_gamma, grad_beta)
+        return dx
 
     def _update_parameters_grad(self, input, output_grad):
-        x = self._check_input(input)
-        dy = check_grad_input(self, x, output_grad, x.shape, self.dtype)
-        axes = (0,) if x.ndim == 2 else (0, 2, 3)
-        self.gradBeta += dy.sum(axis=axes)
-        self.gradGamma += (dy * x).sum(axis=axes)
+        cache, self._grad_cache = self._grad_cache, None
+        if cache is not None and cache[0] is input and cache[1] is output_grad:
+            grad_gamma, grad_beta = cache[2], cache[3]
+        else:
+            x = self._check_input(input)
+            dy = check_grad_input(self, x, output_grad, x.shape, self.dtype)
+            grad_gamma = np.zeros_like(self.gamma)
+            grad_beta = np.zeros_like(self.beta)
+            _bn.scale_backward(_as_channels_view(x), _as_channels_view(dy), self.gamma,
+                               _as_channels_view(np.empty_like(x)), grad_gamma, grad_beta,
+                               self._ws.get("work", (3, self.n_out), np.float64),
+                               get_num_threads())
+        self.gradGamma += grad_gamma
+        self.gradBeta += grad_beta
 
     def __repr__(self):
         return f"ChannelwiseScaling({self.n_out})"
