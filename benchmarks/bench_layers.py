@@ -13,6 +13,7 @@ notebook's scipy.signal loops) runs in float64 only, once per case, on the small
 """
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -184,6 +185,31 @@ def print_table(title, rows, extra_name):
         print(f"geometric mean cynn/torch f+b: {geo:.2f}   worst: {max(ratios):.2f}")
 
 
+def rss_growth(dtype, iterations=100):
+    """Peak RSS growth (MiB) over the first ``iterations`` training steps of a
+    conv-BN-pool stack and over the next ``iterations``: the second is near zero when
+    nothing accumulates (the first includes the allocator settling its heap)."""
+    rng = np.random.default_rng(0)
+    model = cynn.Sequential(cynn.Conv2d(32, 64, 3, dtype=dtype, random_state=0),
+                            cynn.BatchNormalization(dtype=dtype), cynn.MaxPool2d(2),
+                            cynn.Conv2d(64, 64, 3, dtype=dtype, random_state=1))
+    x = rng.standard_normal((64, 32, 16, 16)).astype(dtype)
+    dy = rng.standard_normal((64, 64, 8, 8)).astype(dtype)
+
+    def step():
+        model.zero_grad()
+        model.forward(x)
+        model.backward(x, dy)
+
+    growth = []
+    for _ in range(2):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        for _ in range(iterations):
+            step()
+        growth.append((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
+    return growth
+
+
 def run(args):
     blas = {k: os.environ.get(k, "<unset>") for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
     print(f"# BLAS environment: {blas}")
@@ -204,6 +230,9 @@ def run(args):
             print_table(f"BatchNormalization (train) {dtype}, {threads} thread(s)  [GB/s of f+b]", rows, "GB/s")
             rows = [(str(s), bench_pool(s, dt, args.repeats, args.seed)) for s in POOL_SHAPES]
             print_table(f"MaxPool2d k=2 {dtype}, {threads} thread(s)", rows, "")
+            first, steady = rss_growth(dt)
+            print(f"peak RSS growth, conv-BN-pool-conv training steps on 64x32x16x16 {dtype}: "
+                  f"{first:.1f} MiB over steps 1-100, {steady:.1f} MiB over steps 101-200")
             sys.stdout.flush()
 
 
