@@ -138,6 +138,10 @@ def _run_model(threads, dtype):
             cynn.MaxPool2d(2),
             cynn.Conv2d(8, 16, 3, stride=2, dtype=dtype, random_state=1),
             cynn.BatchNormalization(dtype=dtype),
+            cynn.ChannelwiseScaling(16, dtype=dtype, random_state=2),
+            cynn.Flatten(),
+            cynn.Linear(16 * 4 * 4, 40, dtype=dtype, random_state=3),
+            cynn.BatchNormalization(dtype=dtype),
         )
         x = np.random.default_rng(0).standard_normal((16, 3, 16, 16)).astype(dtype)
         y = model.forward(x)
@@ -178,3 +182,39 @@ def test_kernels_reject_inconsistent_shapes():
         # Mixed dtypes cannot reach the loops.
         conv.conv2d_forward(x, w.astype(np.float64), bias, np.zeros((1, 675), np.float32),
                             out, 3, 3, 1, 1, 1, 1, True, 1, True)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 3), (7, 5), (300, 70), (4, 3, 5, 6), (1, 2, 1, 1)])
+@pytest.mark.parametrize("kind", ["plain", "noncontiguous", "readonly"])
+def test_channelwise_scaling_matches_reference(shape, dtype, kind, rng):
+    layer = cynn.ChannelwiseScaling(shape[1], dtype=dtype, random_state=0)
+    x = _awkward(rng.standard_normal(shape).astype(dtype), kind)
+    dy = _awkward(rng.standard_normal(shape).astype(dtype), kind)
+    y = layer.forward(x)
+    dx = layer.backward(x, dy)
+    args = [np.asarray(a, dtype=np.float64) for a in (x, layer.gamma, layer.beta, dy)]
+    y_ref, dx_ref, dgamma_ref, dbeta_ref = ref.channelwise_scaling(*args)
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    for got, want in ((y, y_ref), (dx, dx_ref), (layer.gradGamma, dgamma_ref), (layer.gradBeta, dbeta_ref)):
+        assert got.dtype == dtype
+        np.testing.assert_allclose(got, want, **tol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m,n,k", [(1, 1, 1), (33, 7, 5), (64, 10, 512), (100, 65, 3)])
+@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (False, True), (True, False), (True, True)])
+def test_dense_matmul_matches_reference(m, n, k, trans_a, trans_b, dtype, rng):
+    from cynn._kernels import dense
+
+    a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(dtype)
+    b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(dtype)
+    c0 = rng.standard_normal((m, n)).astype(dtype)
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    for beta in (0.0, 1.0):
+        c = c0.copy()
+        dense.matmul(a, b, c, trans_a, trans_b, beta, 2, True)
+        want = ref.matmul(a.astype(np.float64), b.astype(np.float64), trans_a, trans_b) + beta * c0
+        np.testing.assert_allclose(c, want, **tol)
+    with pytest.raises(ValueError, match="inconsistent"):
+        dense.matmul(a, b, np.zeros((m + 1, n), dtype), trans_a, trans_b, 0.0, 1, True)

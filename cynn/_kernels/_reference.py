@@ -109,3 +109,16 @@ def batchnorm_backward(x, dy, eps):
     xn = centered / std
     dy_centered = dy - dy.mean(axis=axes, keepdims=True)
     return (dy_centered - xn * (xn * dy).mean(axis=axes, keepdims=True)) / std
+
+
+def channelwise_scaling(x, gamma, beta, dy):
+    """y = gamma * x + beta per channel (axis 1), and (dx, dgamma, dbeta) for ``dy``."""
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    axes = (0,) if x.ndim == 2 else (0, 2, 3)
+    y = x * gamma.reshape(shape) + beta.reshape(shape)
+    return y, dy * gamma.reshape(shape), (dy * x).sum(axis=axes), dy.sum(axis=axes)
+
+
+def matmul(a, b, trans_a, trans_b):
+    """op(a) @ op(b), the product the dense kernel computes."""
+    return (a.T if trans_a else a) @ (b.T if trans_b else b)
