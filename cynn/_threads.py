@@ -29,8 +29,24 @@ def _parse_positive_int(value, name):
     return n
 
 
+def _default_num_threads():
+    # OMP_NUM_THREADS is what process pools (joblib's loky workers, for one) set to keep
+    # n_jobs processes from oversubscribing the cores; honour it like OpenMP would.
+    env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def get_num_threads():
-    """Number of threads the kernels use (default: ``CYNN_NUM_THREADS`` or all cores)."""
+    """Number of threads the kernels use.
+
+    Default: ``CYNN_NUM_THREADS``, else ``OMP_NUM_THREADS``, else the cores this
+    process may run on.
+    """
     global _num_threads
     if _num_threads is None:
         env = os.environ.get("CYNN_NUM_THREADS")
@@ -38,7 +54,7 @@ def get_num_threads():
             _num_threads = _parse_positive_int(env, "CYNN_NUM_THREADS")
             _limit_blas(_num_threads)
         else:
-            _num_threads = os.cpu_count() or 1
+            _num_threads = _default_num_threads()
     return _num_threads
 
 

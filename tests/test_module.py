@@ -204,3 +204,18 @@ def test_import_cynn_does_not_import_heavy_optional_packages():
             "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_thread_count_defaults_follow_the_environment():
+    import subprocess
+    import sys
+
+    code = "import cynn; print(cynn.get_num_threads())"
+    clean = {k: v for k, v in os.environ.items() if k not in ("CYNN_NUM_THREADS", "OMP_NUM_THREADS")}
+    for extra, expected in (({"CYNN_NUM_THREADS": "3"}, "3"), ({"OMP_NUM_THREADS": "1"}, "1")):
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                env={**clean, **extra})
+        assert result.stdout.strip() == expected, result.stderr
+    bad = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**clean, "CYNN_NUM_THREADS": "zero"})
+    assert "CYNN_NUM_THREADS must be a positive integer, got 'zero'" in bad.stderr
