@@ -7,8 +7,8 @@ small enough to stay in cache, and then
 
     forward:     y[n]  (F, P) = W (F, K) @ col_n + b
     input grad:  dcol  (K, P) = W^T @ dy[n]             then dx[n] = col2im(dcol)
-    weight grad: part[g] (F, K) += dy[n] @ col_n^T       for the samples n of group g
-                 gW += part[0] + part[1] + ...           in group order
+    weight grad: part[g] (K, F) += col_n @ dy[n]^T       for the samples n of group g
+                 gW += (part[0] + part[1] + ...)^T       in group order
     bias grad:   gb[f] += sum over n, p of dy[n, f, p]
 
 Threads.  Samples (and groups of samples) are spread over OpenMP threads with a static
@@ -212,8 +212,8 @@ def conv2d_grad_params(const floating[:, :, :, ::1] x, const floating[:, :, :, :
                        bint blas_single_threaded):
     """grad_weight += sum_n dy[n] @ im2col(x[n])^T and grad_bias += sum dy, in a fixed order.
 
-    ``partial`` (G, F, K) holds one partial sum per group of consecutive samples; G is
-    chosen by the caller independently of the thread count.
+    ``partial`` (G, K, F) holds one transposed partial sum per group of consecutive
+    samples; G is chosen by the caller independently of the thread count.
     """
     cdef Py_ssize_t n_batch = x.shape[0], channels = x.shape[1]
     cdef Py_ssize_t height = x.shape[2], width = x.shape[3]
@@ -230,7 +230,7 @@ def conv2d_grad_params(const floating[:, :, :, ::1] x, const floating[:, :, :, :
     _check(dy.shape[0] == n_batch and dy.shape[1] == n_filters, "gradient shape")
     _check(_size_ok(ho, wo, height, width, kh, kw, sh, sw, ph, pw), "output size")
     _check(workspace.shape[0] >= threads and workspace.shape[1] >= k * p, "column workspace")
-    _check(n_groups >= 1 and partial.shape[1] == n_filters and partial.shape[2] == k,
+    _check(n_groups >= 1 and partial.shape[1] == k and partial.shape[2] == n_filters,
            "partial-sum workspace")
     _check(not has_bias or grad_bias.shape[0] == n_filters, "bias gradient shape")
     for g in prange(n_groups, nogil=True, schedule='static', num_threads=threads):
@@ -241,13 +241,17 @@ def conv2d_grad_params(const floating[:, :, :, ::1] x, const floating[:, :, :, :
         memset(&partial[g, 0, 0], 0, n_filters * k * sizeof(floating))
         for n in range(first, last):
             _im2col_sample(&x[n, 0, 0, 0], channels, height, width, col, kh, kw, sh, sw, ph, pw, ho, wo)
-            gemm_rm(False, True, <int> n_filters, <int> k, <int> p, <floating> 1,
-                    &dy[n, 0, 0, 0], <int> p, col, <int> p, <floating> 1, &partial[g, 0, 0], <int> k)
+            # The transposed product part^T (K, F) += col (K, P) @ dy[n]^T runs 15-45%
+            # faster in the BLAS than part (F, K) += dy[n] @ col^T (measured for F of
+            # 16 to 64), most for few filters.
+            gemm_rm(False, True, <int> k, <int> n_filters, <int> p, <floating> 1,
+                    col, <int> p, &dy[n, 0, 0, 0], <int> p, <floating> 1, &partial[g, 0, 0],
+                    <int> n_filters)
     for e in prange(n_filters * k, nogil=True, schedule='static', num_threads=num_threads):
         f = e // k
         acc = 0
         for g in range(n_groups):
-            acc = acc + partial[g, f, e - f * k]
+            acc = acc + partial[g, e - f * k, f]
         grad_weight[f, e - f * k] += acc
     if has_bias:
         for f in prange(n_filters, nogil=True, schedule='static', num_threads=num_threads):

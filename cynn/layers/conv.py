@@ -143,7 +143,7 @@ class Conv2d(Module):
         # A fixed number of partial sums, whatever the thread count, keeps the
         # weight gradient bit-identical for any number of threads.
         groups = min(x.shape[0], self._GRAD_GROUPS)
-        partial = self._ws.get("partial", (groups, f, k), self.dtype)
+        partial = self._ws.get("partial", (groups, k, f), self.dtype)
         grad_b = self.gradb if self.gradb is not None else np.empty(0, self.dtype)
         _conv.conv2d_grad_params(x, dy, self.gradW.reshape(f, k), grad_b, self.b is not None,
                                  self._columns(out_hw), partial, *self._geometry(),
