@@ -185,3 +185,17 @@ def test_plot_histories_overlays_runs():
     assert [line.get_label() for line in acc_ax.get_lines()] == ["Adam (train)"]
     with pytest.raises(ValueError, match="no run has values for metric 'f1'"):
         plot_histories({"Adam": h1}, metrics=("f1",))
+
+
+def test_training_does_not_depend_on_the_thread_count(digits):
+    results = []
+    try:
+        for threads in (1, 2):
+            cynn.set_num_threads(threads)
+            trainer = _trainer(digits, seed=5)
+            trainer.fit((digits.X_train[:256], digits.y_train[:256]), epochs=2)
+            results.append([p.copy() for p in trainer.model.get_parameters()])
+    finally:
+        cynn.set_num_threads(2)
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
