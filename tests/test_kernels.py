@@ -130,6 +130,7 @@ def test_batchnorm_matches_reference(shape, dtype, kind, rng):
 
 
 def _run_model(threads, dtype):
+    previous = cynn.get_num_threads()
     cynn.set_num_threads(threads)
     try:
         model = cynn.Sequential(
@@ -149,7 +150,7 @@ def _run_model(threads, dtype):
         dx = model.backward(x, dy)
         return [y, dx] + [g.copy() for g in model.get_parameters_grad()]
     finally:
-        cynn.set_num_threads(2)
+        cynn.set_num_threads(previous)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

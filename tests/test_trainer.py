@@ -189,6 +189,7 @@ def test_plot_histories_overlays_runs():
 
 def test_training_does_not_depend_on_the_thread_count(digits):
     results = []
+    previous = cynn.get_num_threads()
     try:
         for threads in (1, 2):
             cynn.set_num_threads(threads)
@@ -196,6 +197,6 @@ def test_training_does_not_depend_on_the_thread_count(digits):
             trainer.fit((digits.X_train[:256], digits.y_train[:256]), epochs=2)
             results.append([p.copy() for p in trainer.model.get_parameters()])
     finally:
-        cynn.set_num_threads(2)
+        cynn.set_num_threads(previous)
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
