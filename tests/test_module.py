@@ -184,11 +184,12 @@ def test_lazy_batchnorm_loads_its_statistics(tmp_path):
 
 
 def test_set_num_threads_validates():
+    previous = cynn.get_num_threads()
     with pytest.raises(ValueError, match="positive integer, got 0"):
         cynn.set_num_threads(0)
     cynn.set_num_threads(1)
     assert cynn.get_num_threads() == 1
-    cynn.set_num_threads(2)
+    cynn.set_num_threads(previous)
 
 
 def test_manual_seed_validates():
