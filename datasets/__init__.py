@@ -1,11 +1,15 @@
 """Dataset loaders and minibatching (installed as cynn.datasets).
 
-Needs only NumPy and scikit-learn; the data ship with scikit-learn, so nothing is
-downloaded.
+Needs only NumPy and scikit-learn.  The small tables and digits ship with
+scikit-learn; MNIST and Fashion-MNIST come from OpenML through scikit-learn's cache
+(`fetch_mnist`); `make_shapes` draws a synthetic image set that needs nothing.
 """
 from .batching import iterate_minibatches
 from .loaders import (Dataset, available_datasets, load_breast_cancer, load_dataset,
                       load_digits, load_iris, load_wine, register, split)
+from .openml import (FASHION_MNIST_CLASSES, MNIST_CLASSES, DatasetUnavailableError,
+                     fetch_fashion_mnist, fetch_mnist)
+from .shapes import SHAPE_NAMES, load_shapes, make_shapes
 
 __all__ = [
     "Dataset",
@@ -18,4 +22,12 @@ __all__ = [
     "register",
     "split",
     "iterate_minibatches",
+    "DatasetUnavailableError",
+    "fetch_mnist",
+    "fetch_fashion_mnist",
+    "MNIST_CLASSES",
+    "FASHION_MNIST_CLASSES",
+    "make_shapes",
+    "load_shapes",
+    "SHAPE_NAMES",
 ]

@@ -10,7 +10,9 @@ import numbers
 import numpy as np
 
 
-@dataclasses.dataclass(frozen=True)
+# eq=False: the fields are arrays, which have no single truth value; two datasets
+# compare (and hash) by identity.
+@dataclasses.dataclass(frozen=True, eq=False)
 class Dataset:
     """Train / validation / test splits of one dataset.
 
@@ -98,12 +100,20 @@ def split(name, X, y, class_names, test_size=0.2, val_size=0.1, random_state=0, 
 
     _check_sizes(test_size, val_size)
     y = np.asarray(y).astype(np.int64)
-    X_rest, X_test, y_rest, y_test = train_test_split(
-        X, y, test_size=test_size, stratify=y, random_state=random_state)
+    n_classes = len(np.unique(y))
+
+    def stratified(X, y, size, label, value):
+        try:
+            return train_test_split(X, y, test_size=size, stratify=y, random_state=random_state)
+        except ValueError as exc:
+            raise ValueError(
+                f"{label}={value!r} is too small or too large to hold every one of the "
+                f"{n_classes} classes of {name!r} ({len(y)} samples to split): {exc}") from None
+
+    X_rest, X_test, y_rest, y_test = stratified(X, y, test_size, "test_size", test_size)
     if val_size > 0:
-        X_train, X_val, y_train, y_val = train_test_split(
-            X_rest, y_rest, test_size=val_size / (1 - test_size), stratify=y_rest,
-            random_state=random_state)
+        X_train, X_val, y_train, y_val = stratified(X_rest, y_rest, val_size / (1 - test_size),
+                                                    "val_size", val_size)
     else:
         X_train, y_train = X_rest, y_rest
         X_val, y_val = X_rest[:0], y_rest[:0]
