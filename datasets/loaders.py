@@ -107,8 +107,8 @@ def split(name, X, y, class_names, test_size=0.2, val_size=0.1, random_state=0, 
             return train_test_split(X, y, test_size=size, stratify=y, random_state=random_state)
         except ValueError as exc:
             raise ValueError(
-                f"{label}={value!r} is too small or too large to hold every one of the "
-                f"{n_classes} classes of {name!r} ({len(y)} samples to split): {exc}") from None
+                f"cannot make a stratified split of {name!r} with {label}={value!r} "
+                f"({len(y)} samples, {n_classes} classes): {exc}") from None
 
     X_rest, X_test, y_rest, y_test = stratified(X, y, test_size, "test_size", test_size)
     if val_size > 0:
