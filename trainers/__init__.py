@@ -3,6 +3,7 @@ from .callbacks import (Callback, Checkpoint, CSVLogger, EarlyStopping, LRSchedu
                         ProgressBar)
 from .estimators import NeuralNetClassifier, NeuralNetRegressor
 from .history import History
+from .models import mlp, small_cnn
 from .plotting import plot_histories
 from .trainer import NonFiniteLossError, Trainer
 
@@ -19,4 +20,6 @@ __all__ = [
     "CSVLogger",
     "NeuralNetClassifier",
     "NeuralNetRegressor",
+    "small_cnn",
+    "mlp",
 ]
