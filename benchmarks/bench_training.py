@@ -1,6 +1,13 @@
 """Train the default small CNN on digits with cynn and with PyTorch, side by side.
 
     python benchmarks/bench_training.py [--epochs 20] [--seeds 0 1 2] [--threads 2]
+    python benchmarks/bench_training.py --shapes [--n-samples 60000] [--epochs 3]
+
+``--shapes`` runs the MNIST-size comparison instead: ``make_shapes(60000, 28)`` with an
+MNIST-style CNN (Conv 1->32, BN, ReLU, MaxPool, Conv 32->64, BN, ReLU, MaxPool,
+Linear 3136->128, ReLU, Dropout, Linear), each framework in its own child process so
+that the peak RSS of its training run can be read side by side, plus a logistic
+regression on the same pixels.
 
 Both frameworks get the same data split, the same batches in the same order, the same
 architecture (Conv-BN-ReLU x2, MaxPool, Linear-ReLU-Dropout, Linear), Adam at lr 1e-3,
@@ -74,12 +81,128 @@ def run_torch(data, epochs, seed):
     return statistics.median(times[1:]), float(np.mean(pred == data.y_test))
 
 
+def mnist_style_cynn(seed):
+    rng = np.random.default_rng(seed)
+    bn = dict(alpha=0.9)
+    model = cynn.Sequential(
+        cynn.Conv2d(1, 32, 3, random_state=rng), cynn.BatchNormalization(n_features=32, **bn),
+        cynn.ChannelwiseScaling(32, random_state=rng), cynn.ReLU(), cynn.MaxPool2d(2),
+        cynn.Conv2d(32, 64, 3, random_state=rng), cynn.BatchNormalization(n_features=64, **bn),
+        cynn.ChannelwiseScaling(64, random_state=rng), cynn.ReLU(), cynn.MaxPool2d(2),
+        cynn.Flatten(), cynn.Linear(3136, 128, random_state=rng), cynn.ReLU(),
+        cynn.Dropout(0.25, random_state=rng), cynn.Linear(128, 6, random_state=rng))
+    for layer in model:
+        if isinstance(layer, cynn.ChannelwiseScaling):
+            layer.gamma[...] = 1
+            layer.beta[...] = 0
+    return model
+
+
+def shapes_child(framework, n_samples, epochs, seed, threads):
+    """One framework's MNIST-size run; prints one line of key=value results."""
+    import resource
+
+    from cynn.datasets import make_shapes
+    from sklearn.model_selection import train_test_split
+
+    X, y = make_shapes(n_samples, 28, random_state=seed)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=1 / 6, random_state=seed,
+                                                        stratify=y)
+    data = type("D", (), {"X_train": X_train, "y_train": y_train, "X_test": X_test,
+                          "y_test": y_test, "input_shape": (1, 28, 28), "n_classes": 6})
+    cynn.set_num_threads(threads)
+    if framework == "cynn":
+        model = mnist_style_cynn(seed)
+        crit, opt = cynn.CrossEntropyCriterion(), cynn.Adam(model, lr=1e-3)
+        rng = np.random.default_rng(seed)
+        times = []
+        for _ in range(epochs):
+            model.train()
+            t0 = time.perf_counter()
+            for xb, yb in iterate_minibatches(X_train, y_train, 64, random_state=rng):
+                opt.zero_grad()
+                out = model.forward(xb)
+                crit.forward(out, yb)
+                model.backward(xb, crit.backward(out, yb))
+                opt.step()
+            times.append(time.perf_counter() - t0)
+        model.evaluate()
+        pred = np.concatenate([model.forward(xb).argmax(axis=1)
+                               for xb in iterate_minibatches(X_test, None, 512, shuffle=False)])
+    else:
+        torch.set_num_threads(threads)
+        torch.manual_seed(seed)
+        nn = torch.nn
+        model = nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32, eps=1e-3), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64, eps=1e-3), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(3136, 128), nn.ReLU(), nn.Dropout(0.25), nn.Linear(128, 6))
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        loss_fn = nn.CrossEntropyLoss()
+        rng = np.random.default_rng(seed)
+        times = []
+        for _ in range(epochs):
+            model.train()
+            t0 = time.perf_counter()
+            for xb, yb in iterate_minibatches(X_train, y_train, 64, random_state=rng):
+                opt.zero_grad()
+                loss_fn(model(torch.from_numpy(xb)), torch.from_numpy(yb)).backward()
+                opt.step()
+            times.append(time.perf_counter() - t0)
+        model.eval()
+        with torch.no_grad():
+            pred = model(torch.from_numpy(X_test)).argmax(dim=1).numpy()
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"RESULT s_per_epoch={statistics.median(times):.3f} acc={np.mean(pred == y_test):.4f} "
+          f"peak_rss_mib={rss:.0f}")
+
+
+def shapes_main(args):
+    import subprocess
+    import sys
+
+    from cynn.datasets import make_shapes
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+
+    print(f"make_shapes({args.n_samples}, 28), MNIST-style CNN, Adam lr=1e-3, batch 64, float32, "
+          f"{args.threads} thread(s), {args.epochs} epochs; each framework in its own process")
+    rows = {}
+    for framework in ("cynn", "torch") if torch else ("cynn",):
+        out = subprocess.run([sys.executable, __file__, "--child", framework, "--n-samples",
+                              str(args.n_samples), "--epochs", str(args.epochs), "--threads",
+                              str(args.threads)], capture_output=True, text=True, check=True).stdout
+        line = next(x for x in out.splitlines() if x.startswith("RESULT"))
+        rows[framework] = dict(kv.split("=") for kv in line.split()[1:])
+    print(f"{'':8}{'s/epoch':>9}{'test acc':>10}{'peak RSS MiB':>14}")
+    for name, r in rows.items():
+        print(f"{name:8}{float(r['s_per_epoch']):9.2f}{float(r['acc']):10.4f}{float(r['peak_rss_mib']):14.0f}")
+    if "torch" in rows:
+        print(f"cynn/torch seconds per epoch: "
+              f"{float(rows['cynn']['s_per_epoch']) / float(rows['torch']['s_per_epoch']):.2f}")
+    X, y = make_shapes(args.n_samples, 28, random_state=0)
+    X_tr, X_te, y_tr, y_te = train_test_split(X.reshape(len(X), -1), y, test_size=1 / 6,
+                                              random_state=0, stratify=y)
+    logreg = LogisticRegression(max_iter=300).fit(X_tr[:20000], y_tr[:20000])
+    print(f"logistic regression on the same pixels (20,000 training images): "
+          f"test accuracy {logreg.score(X_te, y_te):.4f}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=None, help="default: 20 on digits, 3 with --shapes")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--shapes", action="store_true", help="the MNIST-size comparison")
+    parser.add_argument("--n-samples", type=int, default=60000)
+    parser.add_argument("--child", choices=["cynn", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.epochs is None:
+        args.epochs = 3 if (args.shapes or args.child) else 20
+    if args.child:
+        return shapes_child(args.child, args.n_samples, args.epochs, 0, args.threads)
+    if args.shapes:
+        return shapes_main(args)
     cynn.set_num_threads(args.threads)
     if torch is not None:
         torch.set_num_threads(args.threads)
