@@ -73,6 +73,68 @@ cdef void _sums_columns(const floating* x, Py_ssize_t n_batch, Py_ssize_t channe
             sqs[c] += d * d
 
 
+cdef void _normalize(const floating[:, :, ::1] x, floating[:, :, ::1] y,
+                     const floating[::1] mean, const floating[::1] invstd,
+                     int num_threads) noexcept nogil:
+    """y = (x - mean[c]) * invstd[c]; rows for vectors, channel runs for images."""
+    cdef Py_ssize_t n_batch = x.shape[0], channels = x.shape[1], s = x.shape[2]
+    cdef Py_ssize_t task, c, n, q
+    cdef floating m, inv
+    cdef const floating* src
+    cdef floating* dst
+    if s == 1:
+        for n in prange(n_batch, schedule='static', num_threads=num_threads):
+            src = &x[n, 0, 0]
+            dst = &y[n, 0, 0]
+            for c in range(channels):
+                dst[c] = (src[c] - mean[c]) * invstd[c]
+        return
+    for task in prange(n_batch * channels, schedule='static', num_threads=num_threads):
+        n = task // channels
+        c = task - n * channels
+        m = mean[c]
+        inv = invstd[c]
+        src = &x[n, c, 0]
+        dst = &y[n, c, 0]
+        for q in range(s):
+            dst[q] = (src[q] - m) * inv
+
+
+cdef void _affine(const floating[:, :, ::1] x, const floating[::1] gamma,
+                  const floating[::1] beta, bint has_beta, floating[:, :, ::1] y,
+                  int num_threads) noexcept nogil:
+    """y = x * gamma[c] (+ beta[c]); rows for vectors, channel runs for images."""
+    cdef Py_ssize_t n_batch = x.shape[0], channels = x.shape[1], s = x.shape[2]
+    cdef Py_ssize_t task, c, n, q
+    cdef floating g, b
+    cdef const floating* src
+    cdef floating* dst
+    if s == 1:
+        for n in prange(n_batch, schedule='static', num_threads=num_threads):
+            src = &x[n, 0, 0]
+            dst = &y[n, 0, 0]
+            if has_beta:
+                for c in range(channels):
+                    dst[c] = src[c] * gamma[c] + beta[c]
+            else:
+                for c in range(channels):
+                    dst[c] = src[c] * gamma[c]
+        return
+    for task in prange(n_batch * channels, schedule='static', num_threads=num_threads):
+        n = task // channels
+        c = task - n * channels
+        g = gamma[c]
+        src = &x[n, c, 0]
+        dst = &y[n, c, 0]
+        if has_beta:
+            b = beta[c]
+            for q in range(s):
+                dst[q] = src[q] * g + b
+        else:
+            for q in range(s):
+                dst[q] = src[q] * g
+
+
 def batchnorm_forward_train(const floating[:, :, ::1] x, floating[:, :, ::1] y,
                             floating[::1] mean, floating[::1] var, floating[::1] invstd,
                             double[:, ::1] work, double eps, int num_threads):
@@ -81,11 +143,8 @@ def batchnorm_forward_train(const floating[:, :, ::1] x, floating[:, :, ::1] y,
     ``work`` is a (3, C) float64 workspace.
     """
     cdef Py_ssize_t n_batch = x.shape[0], channels = x.shape[1], s = x.shape[2]
-    cdef Py_ssize_t c, n, q, task, blocks, c0, c1
+    cdef Py_ssize_t c, task, blocks, c0, c1
     cdef double count = n_batch * s, m, shift, v
-    cdef floating mf, invf
-    cdef const floating* src
-    cdef floating* dst
     _check(y.shape[0] == n_batch and y.shape[1] == channels and y.shape[2] == s, "output shape")
     _check(mean.shape[0] == channels and var.shape[0] == channels and invstd.shape[0] == channels,
            "statistics shape")
@@ -111,46 +170,19 @@ def batchnorm_forward_train(const floating[:, :, ::1] x, floating[:, :, ::1] y,
         mean[c] = <floating> (m + work[2, c])
         var[c] = <floating> v
         invstd[c] = <floating> (1.0 / sqrt(v + eps))
-    if s == 1:
-        for n in prange(n_batch, nogil=True, schedule='static', num_threads=num_threads):
-            src = &x[n, 0, 0]
-            dst = &y[n, 0, 0]
-            for c in range(channels):
-                dst[c] = (src[c] - mean[c]) * invstd[c]
-    else:
-        for task in prange(n_batch * channels, nogil=True, schedule='static',
-                           num_threads=num_threads):
-            n = task // channels
-            c = task - n * channels
-            mf = mean[c]
-            invf = invstd[c]
-            src = &x[n, c, 0]
-            dst = &y[n, c, 0]
-            for q in range(s):
-                dst[q] = (src[q] - mf) * invf
+    with nogil:
+        _normalize(x, y, mean, invstd, num_threads)
 
 
 def batchnorm_forward_eval(const floating[:, :, ::1] x, floating[:, :, ::1] y,
                            const floating[::1] mean, const floating[::1] invstd,
                            int num_threads):
     """y = (x - mean) * invstd with given per-channel statistics."""
-    cdef Py_ssize_t n_batch = x.shape[0], channels = x.shape[1], s = x.shape[2]
-    cdef Py_ssize_t task, c, n, q
-    cdef floating m, inv
-    cdef const floating* src
-    cdef floating* dst
-    _check(y.shape[0] == n_batch and y.shape[1] == channels and y.shape[2] == s, "output shape")
-    _check(mean.shape[0] == channels and invstd.shape[0] == channels, "statistics shape")
-    for task in prange(n_batch * channels, nogil=True, schedule='static',
-                       num_threads=num_threads):
-        n = task // channels
-        c = task - n * channels
-        m = mean[c]
-        inv = invstd[c]
-        src = &x[n, c, 0]
-        dst = &y[n, c, 0]
-        for q in range(s):
-            dst[q] = (src[q] - m) * inv
+    _check(y.shape[0] == x.shape[0] and y.shape[1] == x.shape[1] and y.shape[2] == x.shape[2],
+           "output shape")
+    _check(mean.shape[0] == x.shape[1] and invstd.shape[0] == x.shape[1], "statistics shape")
+    with nogil:
+        _normalize(x, y, mean, invstd, num_threads)
 
 
 cdef void _grad_sums_channel(const floating* x, const floating* dy, Py_ssize_t n_batch,
@@ -259,52 +291,21 @@ def batchnorm_backward_train(const floating[:, :, ::1] x, const floating[:, :, :
 def batchnorm_backward_eval(const floating[:, :, ::1] dy, const floating[::1] invstd,
                             floating[:, :, ::1] dx, int num_threads):
     """dx = dy * invstd: in evaluation mode the statistics are constants."""
-    cdef Py_ssize_t n_batch = dy.shape[0], channels = dy.shape[1], s = dy.shape[2]
-    cdef Py_ssize_t task, c, n, q
-    cdef floating inv
-    cdef const floating* gs
-    cdef floating* dst
-    _check(dx.shape[0] == n_batch and dx.shape[1] == channels and dx.shape[2] == s,
+    _check(dx.shape[0] == dy.shape[0] and dx.shape[1] == dy.shape[1] and dx.shape[2] == dy.shape[2],
            "input gradient shape")
-    _check(invstd.shape[0] == channels, "statistics shape")
-    for task in prange(n_batch * channels, nogil=True, schedule='static',
-                       num_threads=num_threads):
-        n = task // channels
-        c = task - n * channels
-        inv = invstd[c]
-        gs = &dy[n, c, 0]
-        dst = &dx[n, c, 0]
-        for q in range(s):
-            dst[q] = gs[q] * inv
+    _check(invstd.shape[0] == dy.shape[1], "statistics shape")
+    with nogil:
+        _affine(dy, invstd, invstd, False, dx, num_threads)
 
 
 def scale_forward(const floating[:, :, ::1] x, const floating[::1] gamma,
                   const floating[::1] beta, floating[:, :, ::1] y, int num_threads):
     """y = gamma[c] * x + beta[c] (ChannelwiseScaling), in one sweep."""
-    cdef Py_ssize_t n_batch = x.shape[0], channels = x.shape[1], s = x.shape[2]
-    cdef Py_ssize_t task, c, n, q
-    cdef floating g, b
-    cdef const floating* src
-    cdef floating* dst
-    _check(y.shape[0] == n_batch and y.shape[1] == channels and y.shape[2] == s, "output shape")
-    _check(gamma.shape[0] == channels and beta.shape[0] == channels, "parameter shape")
-    if s == 1:
-        for n in prange(n_batch, nogil=True, schedule='static', num_threads=num_threads):
-            src = &x[n, 0, 0]
-            dst = &y[n, 0, 0]
-            for c in range(channels):
-                dst[c] = src[c] * gamma[c] + beta[c]
-        return
-    for task in prange(n_batch * channels, nogil=True, schedule='static',
-                       num_threads=num_threads):
-        n = task // channels
-        c = task - n * channels
-        g = gamma[c]
-        b = beta[c]
-        src = &x[n, c, 0]
-        dst = &y[n, c, 0]
-        for q in range(s):
-            dst[q] = src[q] * g + b
+    _check(y.shape[0] == x.shape[0] and y.shape[1] == x.shape[1] and y.shape[2] == x.shape[2],
+           "output shape")
+    _check(gamma.shape[0] == x.shape[1] and beta.shape[0] == x.shape[1], "parameter shape")
+    with nogil:
+        _affine(x, gamma, beta, True, y, num_threads)
 
 
 def scale_backward(const floating[:, :, ::1] x, const floating[:, :, ::1] dy,
@@ -316,11 +317,7 @@ def scale_backward(const floating[:, :, ::1] x, const floating[:, :, ::1] dy,
     Sums in double, each channel's in one fixed order.  ``work`` is (3, C) float64.
     """
     cdef Py_ssize_t n_batch = x.shape[0], channels = x.shape[1], s = x.shape[2]
-    cdef Py_ssize_t task, c, n, q, blocks, c0, c1
-    cdef floating g
-    cdef const floating* xs
-    cdef const floating* gs
-    cdef floating* dst
+    cdef Py_ssize_t c, task, blocks, c0, c1
     _check(dy.shape[0] == n_batch and dy.shape[1] == channels and dy.shape[2] == s,
            "gradient shape")
     _check(dx.shape[0] == n_batch and dx.shape[1] == channels and dx.shape[2] == s,
@@ -338,24 +335,12 @@ def scale_backward(const floating[:, :, ::1] x, const floating[:, :, ::1] dy,
             # Sums of dy and dy * (x - 0): the column helper with a zero mean.
             _grad_sums_columns(&x[0, 0, 0], &dy[0, 0, 0], n_batch, channels, c0, c1,
                                &work[2, 0], &work[0, 0], &work[1, 0])
-        for n in prange(n_batch, nogil=True, schedule='static', num_threads=num_threads):
-            gs = &dy[n, 0, 0]
-            dst = &dx[n, 0, 0]
-            for c in range(channels):
-                dst[c] = gs[c] * gamma[c]
     else:
         for c in prange(channels, nogil=True, schedule='static', num_threads=num_threads):
             _grad_sums_channel(&x[0, 0, 0], &dy[0, 0, 0], n_batch, channels, s, c, 0.0,
                                &work[0, c], &work[1, c])
-        for task in prange(n_batch * channels, nogil=True, schedule='static',
-                           num_threads=num_threads):
-            n = task // channels
-            c = task - n * channels
-            g = gamma[c]
-            gs = &dy[n, c, 0]
-            dst = &dx[n, c, 0]
-            for q in range(s):
-                dst[q] = gs[q] * g
+    with nogil:
+        _affine(dy, gamma, gamma, False, dx, num_threads)
     for c in range(channels):
         grad_beta[c] += <floating> work[0, c]
         grad_gamma[c] += <floating> work[1, c]
