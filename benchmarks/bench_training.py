@@ -32,8 +32,8 @@ except ImportError:
     torch = None
 
 
-def run_cynn(data, epochs, seed):
-    model = small_cnn(data.input_shape, data.n_classes, random_state=seed)
+def train_cynn(model, data, epochs, seed):
+    """Train with Adam; return the seconds of each epoch and the test predictions."""
     criterion = cynn.CrossEntropyCriterion()
     opt = cynn.Adam(model, lr=1e-3)
     rng = np.random.default_rng(seed)
@@ -49,8 +49,35 @@ def run_cynn(data, epochs, seed):
             opt.step()
         times.append(time.perf_counter() - t0)
     model.evaluate()
-    acc = float(np.mean(model.forward(data.X_test).argmax(axis=1) == data.y_test))
-    return statistics.median(times[1:]), acc
+    pred = np.concatenate([model.forward(xb).argmax(axis=1)
+                           for xb in iterate_minibatches(data.X_test, None, 512, shuffle=False)])
+    return times, pred
+
+
+def train_torch(model, data, epochs, seed):
+    """The same loop in PyTorch, on the same batches in the same order."""
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    rng = np.random.default_rng(seed)
+    times = []
+    for _ in range(epochs):
+        model.train()
+        t0 = time.perf_counter()
+        for xb, yb in iterate_minibatches(data.X_train, data.y_train, 64, random_state=rng):
+            opt.zero_grad()
+            loss_fn(model(torch.from_numpy(xb)), torch.from_numpy(yb)).backward()
+            opt.step()
+        times.append(time.perf_counter() - t0)
+    model.eval()
+    with torch.no_grad():
+        pred = model(torch.from_numpy(data.X_test)).argmax(dim=1).numpy()
+    return times, pred
+
+
+def run_cynn(data, epochs, seed):
+    model = small_cnn(data.input_shape, data.n_classes, random_state=seed)
+    times, pred = train_cynn(model, data, epochs, seed)
+    return statistics.median(times[1:]), float(np.mean(pred == data.y_test))
 
 
 def run_torch(data, epochs, seed):
@@ -62,22 +89,7 @@ def run_torch(data, epochs, seed):
         nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32, eps=1e-3), nn.ReLU(),
         nn.MaxPool2d(2), nn.Flatten(), nn.Linear(32 * (h // 2) * (w // 2), 64), nn.ReLU(),
         nn.Dropout(0.25), nn.Linear(64, data.n_classes))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    loss_fn = nn.CrossEntropyLoss()
-    rng = np.random.default_rng(seed)
-    times = []
-    for _ in range(epochs):
-        model.train()
-        t0 = time.perf_counter()
-        for xb, yb in iterate_minibatches(data.X_train, data.y_train, 64, random_state=rng):
-            opt.zero_grad()
-            loss = loss_fn(model(torch.from_numpy(xb)), torch.from_numpy(yb))
-            loss.backward()
-            opt.step()
-        times.append(time.perf_counter() - t0)
-    model.eval()
-    with torch.no_grad():
-        pred = model(torch.from_numpy(data.X_test)).argmax(dim=1).numpy()
+    times, pred = train_torch(model, data, epochs, seed)
     return statistics.median(times[1:]), float(np.mean(pred == data.y_test))
 
 
@@ -112,23 +124,7 @@ def shapes_child(framework, n_samples, epochs, seed, threads):
                           "y_test": y_test, "input_shape": (1, 28, 28), "n_classes": 6})
     cynn.set_num_threads(threads)
     if framework == "cynn":
-        model = mnist_style_cynn(seed)
-        crit, opt = cynn.CrossEntropyCriterion(), cynn.Adam(model, lr=1e-3)
-        rng = np.random.default_rng(seed)
-        times = []
-        for _ in range(epochs):
-            model.train()
-            t0 = time.perf_counter()
-            for xb, yb in iterate_minibatches(X_train, y_train, 64, random_state=rng):
-                opt.zero_grad()
-                out = model.forward(xb)
-                crit.forward(out, yb)
-                model.backward(xb, crit.backward(out, yb))
-                opt.step()
-            times.append(time.perf_counter() - t0)
-        model.evaluate()
-        pred = np.concatenate([model.forward(xb).argmax(axis=1)
-                               for xb in iterate_minibatches(X_test, None, 512, shuffle=False)])
+        times, pred = train_cynn(mnist_style_cynn(seed), data, epochs, seed)
     else:
         torch.set_num_threads(threads)
         torch.manual_seed(seed)
@@ -137,21 +133,7 @@ def shapes_child(framework, n_samples, epochs, seed, threads):
             nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32, eps=1e-3), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64, eps=1e-3), nn.ReLU(), nn.MaxPool2d(2),
             nn.Flatten(), nn.Linear(3136, 128), nn.ReLU(), nn.Dropout(0.25), nn.Linear(128, 6))
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-        loss_fn = nn.CrossEntropyLoss()
-        rng = np.random.default_rng(seed)
-        times = []
-        for _ in range(epochs):
-            model.train()
-            t0 = time.perf_counter()
-            for xb, yb in iterate_minibatches(X_train, y_train, 64, random_state=rng):
-                opt.zero_grad()
-                loss_fn(model(torch.from_numpy(xb)), torch.from_numpy(yb)).backward()
-                opt.step()
-            times.append(time.perf_counter() - t0)
-        model.eval()
-        with torch.no_grad():
-            pred = model(torch.from_numpy(X_test)).argmax(dim=1).numpy()
+        times, pred = train_torch(model, data, epochs, seed)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"RESULT s_per_epoch={statistics.median(times):.3f} acc={np.mean(pred == y_test):.4f} "
           f"peak_rss_mib={rss:.0f}")
