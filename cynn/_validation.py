@@ -21,14 +21,9 @@ def check_dtype(dtype, owner):
     return dt
 
 
-def as_float_array(x, owner, dtype=None, name="input"):
-    """Convert ``x`` to a C-contiguous float array, copying only when needed.
-
-    ``dtype=None`` keeps float32/float64 input as it is and casts any other real
-    numeric input to float64.  Object, complex, string and other non-numeric data
-    raise TypeError.  Read-only arrays are accepted as they are (kernels take const
-    memoryviews).
-    """
+def as_real_array(x, owner, name="input"):
+    """``x`` as an array of its own real dtype (integers stay integers, nothing is
+    copied that need not be); object, complex and string data raise TypeError."""
     if isinstance(x, np.ndarray):
         arr = x
     else:
@@ -40,6 +35,18 @@ def as_float_array(x, owner, dtype=None, name="input"):
         raise TypeError(
             f"{owner} expected a real numeric array as {name}, got dtype {arr.dtype}"
         )
+    return arr
+
+
+def as_float_array(x, owner, dtype=None, name="input"):
+    """Convert ``x`` to a C-contiguous float array, copying only when needed.
+
+    ``dtype=None`` keeps float32/float64 input as it is and casts any other real
+    numeric input to float64.  Object, complex, string and other non-numeric data
+    raise TypeError.  Read-only arrays are accepted as they are (kernels take const
+    memoryviews).
+    """
+    arr = as_real_array(x, owner, name)
     if dtype is None:
         dtype = arr.dtype if arr.dtype in FLOAT_DTYPES else np.dtype(np.float64)
     if arr.dtype != dtype or not arr.flags.c_contiguous:

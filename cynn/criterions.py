@@ -10,7 +10,7 @@ Targets are either integer class labels of shape ``(N,)`` (any integer dtype, ea
 """
 import numpy as np
 
-from ._validation import as_float_array, check_ndim
+from ._validation import as_float_array, as_real_array, check_ndim
 from .layers.activation import _log_softmax_rows
 
 __all__ = [
@@ -74,7 +74,7 @@ class Criterion:
         """``target`` as an array of ``x``'s shape and dtype: integer labels ``(N,)``
         against 2-D input become one-hot rows, anything else must match ``x``'s shape."""
         owner = type(self).__name__
-        t = _as_target_array(target, owner)
+        t = as_real_array(target, owner, name="target")
         if t.shape == x.shape:
             return t.astype(x.dtype, copy=False)
         if x.ndim == 2 and t.ndim == 1:
@@ -86,20 +86,6 @@ class Criterion:
             return _one_hot(t, x, owner)
         raise ValueError(f"{owner}: target shape {t.shape} does not match input shape {x.shape}"
                          + (f"; class labels must have shape ({x.shape[0]},)" if x.ndim == 2 else ""))
-
-
-def _as_target_array(target, owner):
-    """``target`` as an array of its own real dtype (integer labels stay integers)."""
-    if isinstance(target, np.ndarray):
-        t = target
-    else:
-        try:
-            t = np.asarray(target)
-        except (ValueError, TypeError) as exc:
-            raise TypeError(f"{owner} expected a numeric array as target: {exc}") from None
-    if t.dtype.kind not in "biuf":
-        raise TypeError(f"{owner} expected a real numeric array as target, got dtype {t.dtype}")
-    return t
 
 
 def _one_hot(labels, x, owner):

@@ -1,5 +1,4 @@
 """Default networks: the small CNN of the command line and an MLP for flat features."""
-import math
 
 import numpy as np
 
@@ -61,8 +60,3 @@ def mlp(n_features, n_outputs, hidden=(100,), dtype=np.float32, random_state=Non
         width = size
     layers.append(cynn.Linear(width, n_outputs, dtype=dtype, random_state=rng))
     return cynn.Sequential(*layers)
-
-
-def describe_size(model):
-    """Number of learnable scalars."""
-    return int(sum(math.prod(p.shape) for p in model.get_parameters()))

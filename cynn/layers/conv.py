@@ -93,10 +93,6 @@ class Conv2d(Module):
             self._parameter_names, self._grad_names = ("W",), ("gradW",)
         self._ws = Workspaces()
 
-    @property
-    def bias(self):
-        return self.b is not None
-
     def _check_input(self, input):
         x = as_float_array(input, "Conv2d", self.dtype)
         check_ndim(x, (4,), "Conv2d", "(N, C, H, W)")
