@@ -54,10 +54,11 @@ class _NeuralNet(BaseEstimator):
         """Check every parameter and report all problems in one ValueError/TypeError."""
         errors = []
 
-        def positive_int(name):
+        def integer(name, low=1):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                errors.append(f"{name} must be a positive integer, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+                kind = "a positive" if low == 1 else "a non-negative"
+                errors.append(f"{name} must be {kind} integer, got {value!r}")
 
         def number(name, low, high=None, low_open=False):
             value = getattr(self, name)
@@ -68,10 +69,10 @@ class _NeuralNet(BaseEstimator):
                 bound = f"{'(' if low_open else '['}{low}, {high if high is not None else 'inf'})"
                 errors.append(f"{name} must be a number in {bound}, got {value!r}")
 
-        positive_int("batch_size")
-        positive_int("max_epochs")
+        integer("batch_size")
+        integer("max_epochs")
         if self.early_stopping:
-            positive_int("patience") if self.patience != 0 else None
+            integer("patience", low=0)
         number("lr", 0, low_open=True)
         number("momentum", 0, 1)
         number("weight_decay", 0)
