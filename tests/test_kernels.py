@@ -79,6 +79,8 @@ POOL_CASES = [
     (2, 2, 6, 9, (2, 3), (1, 2), (1, 0)),   # non-square kernel and stride
     (3, 1, 5, 5, (5, 5), (1, 1), (2, 2)),
     (1, 2, 3, 8, (1, 1), (1, 1), (0, 0)),
+    (2, 3, 10, 38, (2, 2), (2, 2), (0, 0)),  # 2x2 path: vectorized rows and their tail
+    (2, 2, 9, 7, (2, 2), (2, 2), (0, 0)),    # 2x2 path, odd sizes drop the last row/col
 ]
 
 
@@ -109,6 +111,27 @@ def test_maxpool2d_ties_go_to_first_element():
 def test_maxpool2d_propagates_nan():
     x = np.array([[[[1.0, np.nan], [5.0, 2.0]]]])
     assert np.isnan(cynn.MaxPool2d(2).forward(x)).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_maxpool2d_2x2_ties_and_nans_on_wide_planes(dtype, rng):
+    # Few distinct values make ties common; NaNs sit at random places.  Expected: the
+    # first NaN of a window if it has one, else the first of its maxima (row-major).
+    x = rng.integers(-1, 2, size=(3, 2, 8, 34)).astype(dtype)
+    x[rng.random(x.shape) < 0.05] = np.nan
+    pool = cynn.MaxPool2d(2)
+    y = pool.forward(x)
+    win = x.reshape(3, 2, 4, 2, 17, 2).transpose(0, 1, 2, 4, 3, 5).reshape(3, 2, 4, 17, 4)
+    has_nan = np.isnan(win).any(axis=-1)
+    first = np.where(has_nan, np.isnan(win).argmax(axis=-1),
+                     np.nan_to_num(win, nan=-np.inf).argmax(axis=-1))
+    np.testing.assert_array_equal(y, np.take_along_axis(win, first[..., None], -1)[..., 0])
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx = pool.backward(x, dy)
+    expected = np.zeros_like(win)
+    np.put_along_axis(expected, first[..., None], dy[..., None], -1)
+    expected = expected.reshape(3, 2, 4, 17, 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(x.shape)
+    np.testing.assert_array_equal(dx, expected)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

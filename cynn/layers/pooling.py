@@ -60,9 +60,12 @@ class MaxPool2d(_Pool2d):
 
     def _compute_output(self, input):
         x, (ho, wo) = self._check_input(input)
+        if x.shape[2] * x.shape[3] > np.iinfo(np.int32).max:
+            raise ValueError(f"MaxPool2d: an input plane of {x.shape[2]}x{x.shape[3]} has too "
+                             f"many pixels for its int32 argmax indices")
         out = np.empty(x.shape[:2] + (ho, wo), dtype=x.dtype)
         # Only the last forward's indices are needed: reuse the array.
-        argmax = self._ws.get("argmax", out.shape, np.int64)
+        argmax = self._ws.get("argmax", out.shape, np.int32)
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         _pool.maxpool2d_forward(x, out, argmax, kh, kw, sh, sw, ph, pw, get_num_threads())
         self._saved = (input, x.shape, x.dtype, argmax)
