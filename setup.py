@@ -20,7 +20,7 @@ import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-KERNELS = ["conv", "batchnorm", "pooling", "dense"]
+KERNELS = ["conv", "batchnorm", "pooling", "dense", "activation"]
 DEBUG = os.environ.get("CYNN_DEBUG", "0") not in ("", "0")
 
 

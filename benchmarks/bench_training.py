@@ -1,13 +1,15 @@
 """Train the default small CNN on digits with cynn and with PyTorch, side by side.
 
     python benchmarks/bench_training.py [--epochs 20] [--seeds 0 1 2] [--threads 2]
-    python benchmarks/bench_training.py --shapes [--n-samples 60000] [--epochs 3]
+    python benchmarks/bench_training.py --shapes [--n-samples 60000] [--epochs 3] [--seeds 0 1 2]
 
 ``--shapes`` runs the MNIST-size comparison instead: ``make_shapes(60000, 28)`` with an
 MNIST-style CNN (Conv 1->32, BN, ReLU, MaxPool, Conv 32->64, BN, ReLU, MaxPool,
 Linear 3136->128, ReLU, Dropout, Linear), each framework in its own child process so
 that the peak RSS of its training run can be read side by side, plus a logistic
-regression on the same pixels.
+regression on the same pixels.  The ``torch`` row starts from cynn's initial weights
+(so the accuracies compare the training, not two initialization schemes);
+``torch-own-init`` is PyTorch with its own initialization, for reference.
 
 Both frameworks get the same data split, the same batches in the same order, the same
 architecture (Conv-BN-ReLU x2, MaxPool, Linear-ReLU-Dropout, Linear), Adam at lr 1e-3,
@@ -110,6 +112,29 @@ def mnist_style_cynn(seed):
     return model
 
 
+def copy_initial_weights(cynn_model, torch_model):
+    """Start the PyTorch model from the cynn model's weights.
+
+    The two frameworks initialize convolutions differently (cynn follows the course:
+    U(+-1/sqrt(C_in)); PyTorch: U(+-1/sqrt(C_in * k * k))), and ahead of BatchNorm that
+    scale changes the effective step size.  From the same weights, the same batches and
+    the same optimizer, the accuracies compare the training itself.
+    """
+    ours = [layer for layer in cynn_model
+            if isinstance(layer, (cynn.Conv2d, cynn.Linear, cynn.ChannelwiseScaling))]
+    theirs = [layer for layer in torch_model
+              if isinstance(layer, (torch.nn.Conv2d, torch.nn.Linear, torch.nn.BatchNorm2d))]
+    assert len(ours) == len(theirs)
+    with torch.no_grad():
+        for a, b in zip(ours, theirs):
+            if isinstance(a, cynn.ChannelwiseScaling):
+                b.weight.copy_(torch.from_numpy(a.gamma.reshape(-1)))
+                b.bias.copy_(torch.from_numpy(a.beta.reshape(-1)))
+            else:
+                b.weight.copy_(torch.from_numpy(a.W).reshape(b.weight.shape))
+                b.bias.copy_(torch.from_numpy(a.b))
+
+
 def shapes_child(framework, n_samples, epochs, seed, threads):
     """One framework's MNIST-size run; prints one line of key=value results."""
     import resource
@@ -133,6 +158,8 @@ def shapes_child(framework, n_samples, epochs, seed, threads):
             nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32, eps=1e-3), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64, eps=1e-3), nn.ReLU(), nn.MaxPool2d(2),
             nn.Flatten(), nn.Linear(3136, 128), nn.ReLU(), nn.Dropout(0.25), nn.Linear(128, 6))
+        if framework == "torch":
+            copy_initial_weights(mnist_style_cynn(seed), model)
         times, pred = train_torch(model, data, epochs, seed)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"RESULT s_per_epoch={statistics.median(times):.3f} acc={np.mean(pred == y_test):.4f} "
@@ -149,19 +176,27 @@ def shapes_main(args):
 
     print(f"make_shapes({args.n_samples}, 28), MNIST-style CNN, Adam lr=1e-3, batch 64, float32, "
           f"{args.threads} thread(s), {args.epochs} epochs; each framework in its own process")
-    rows = {}
-    for framework in ("cynn", "torch") if torch else ("cynn",):
-        out = subprocess.run([sys.executable, __file__, "--child", framework, "--n-samples",
-                              str(args.n_samples), "--epochs", str(args.epochs), "--threads",
-                              str(args.threads)], capture_output=True, text=True, check=True).stdout
-        line = next(x for x in out.splitlines() if x.startswith("RESULT"))
-        rows[framework] = dict(kv.split("=") for kv in line.split()[1:])
-    print(f"{'':8}{'s/epoch':>9}{'test acc':>10}{'peak RSS MiB':>14}")
-    for name, r in rows.items():
-        print(f"{name:8}{float(r['s_per_epoch']):9.2f}{float(r['acc']):10.4f}{float(r['peak_rss_mib']):14.0f}")
-    if "torch" in rows:
-        print(f"cynn/torch seconds per epoch: "
-              f"{float(rows['cynn']['s_per_epoch']) / float(rows['torch']['s_per_epoch']):.2f}")
+    frameworks = ("cynn", "torch", "torch-own-init") if torch else ("cynn",)
+    rows = {name: [] for name in frameworks}
+    print(f"{'':16}{'seed':>5}{'s/epoch':>9}{'test acc':>10}{'peak RSS MiB':>14}")
+    for seed in args.seeds:
+        for name in frameworks:
+            out = subprocess.run([sys.executable, __file__, "--child", name, "--n-samples",
+                                  str(args.n_samples), "--epochs", str(args.epochs), "--threads",
+                                  str(args.threads), "--seeds", str(seed)],
+                                 capture_output=True, text=True, check=True).stdout
+            line = next(x for x in out.splitlines() if x.startswith("RESULT"))
+            r = {k: float(v) for k, v in (kv.split("=") for kv in line.split()[1:])}
+            rows[name].append(r)
+            print(f"{name:16}{seed:5}{r['s_per_epoch']:9.2f}{r['acc']:10.4f}"
+                  f"{r['peak_rss_mib']:14.0f}", flush=True)
+    med = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for name, rs in rows.items()}
+    for name, r in med.items():
+        print(f"{name:16}{'med':>5}{r['s_per_epoch']:9.2f}{r['acc']:10.4f}{r['peak_rss_mib']:14.0f}")
+    if torch:
+        print(f"cynn/torch seconds per epoch (medians): "
+              f"{med['cynn']['s_per_epoch'] / med['torch']['s_per_epoch']:.2f}; test accuracy "
+              f"cynn - torch (medians): {100 * (med['cynn']['acc'] - med['torch']['acc']):+.2f} points")
     X, y = make_shapes(args.n_samples, 28, random_state=0)
     X_tr, X_te, y_tr, y_te = train_test_split(X.reshape(len(X), -1), y, test_size=1 / 6,
                                               random_state=0, stratify=y)
@@ -177,12 +212,12 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--shapes", action="store_true", help="the MNIST-size comparison")
     parser.add_argument("--n-samples", type=int, default=60000)
-    parser.add_argument("--child", choices=["cynn", "torch"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["cynn", "torch", "torch-own-init"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.epochs is None:
         args.epochs = 3 if (args.shapes or args.child) else 20
     if args.child:
-        return shapes_child(args.child, args.n_samples, args.epochs, 0, args.threads)
+        return shapes_child(args.child, args.n_samples, args.epochs, args.seeds[0], args.threads)
     if args.shapes:
         return shapes_main(args)
     cynn.set_num_threads(args.threads)

@@ -152,6 +152,21 @@ def test_batchnorm_matches_reference(shape, dtype, kind, rng):
     np.testing.assert_allclose(dx, ref.batchnorm_backward(x64, np.asarray(dy, np.float64), 1e-3), **tol)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("size", [1, 7, 32768, 100003])
+def test_relu_kernel_matches_numpy(size, dtype, rng):
+    relu = cynn.ReLU()
+    x = rng.standard_normal((1, size)).astype(dtype)
+    x[0, ::97] = 0.0
+    x[0, 3::101] = np.nan
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    dy[0, 5::89] = np.inf
+    np.testing.assert_array_equal(relu.forward(x), np.maximum(x, 0))  # NaN passes through
+    # Gradient dy where x > 0, and exactly 0 elsewhere (also at x = 0 and x = NaN, and
+    # for an infinite dy), as in PyTorch's threshold_backward.
+    np.testing.assert_array_equal(relu.backward(x, dy), np.where(x > 0, dy, 0))
+
+
 def _run_model(threads, dtype):
     previous = cynn.get_num_threads()
     cynn.set_num_threads(threads)
@@ -159,6 +174,7 @@ def _run_model(threads, dtype):
         model = cynn.Sequential(
             cynn.Conv2d(3, 8, 3, dtype=dtype, random_state=0),
             cynn.BatchNormalization(alpha=0.9, dtype=dtype),
+            cynn.ReLU(),
             cynn.MaxPool2d(2),
             cynn.Conv2d(8, 16, 3, stride=2, dtype=dtype, random_state=1),
             cynn.BatchNormalization(dtype=dtype),
@@ -167,7 +183,8 @@ def _run_model(threads, dtype):
             cynn.Linear(16 * 4 * 4, 40, dtype=dtype, random_state=3),
             cynn.BatchNormalization(dtype=dtype),
         )
-        x = np.random.default_rng(0).standard_normal((16, 3, 16, 16)).astype(dtype)
+        # 40 samples: the ReLU sees several of its parallel blocks and a partial one.
+        x = np.random.default_rng(0).standard_normal((40, 3, 16, 16)).astype(dtype)
         y = model.forward(x)
         dy = np.random.default_rng(1).standard_normal(y.shape).astype(dtype)
         dx = model.backward(x, dy)
@@ -201,7 +218,7 @@ def test_kernels_reject_inconsistent_shapes():
         conv.conv2d_forward(x, w, bias, np.zeros((1, 675), np.float32), out, 3, 3, 1, 1, 1, 1, True, 2, True)
     with pytest.raises(ValueError, match="inconsistent"):
         pooling.maxpool2d_forward(x, np.zeros((2, 3, 3, 3), np.float32),
-                                  np.zeros((2, 3, 2, 2), np.int64), 2, 2, 2, 2, 0, 0, 1)
+                                  np.zeros((2, 3, 2, 2), np.int32), 2, 2, 2, 2, 0, 0, 1)
     with pytest.raises((ValueError, TypeError)):
         # Mixed dtypes cannot reach the loops.
         conv.conv2d_forward(x, w.astype(np.float64), bias, np.zeros((1, 675), np.float32),

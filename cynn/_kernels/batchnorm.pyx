@@ -23,37 +23,80 @@ def _check(bint ok, str what):
         raise ValueError(f"batchnorm kernel: inconsistent {what}")
 
 
+cdef extern from *:
+    """
+    /* Per-plane sums for the image loop order.  Eight lanes in the data's own type,
+       each flushed into double every FLUSH elements: gcc vectorizes the lane loop, and
+       a float lane never holds more than FLUSH / 8 terms.  The order is fixed by the
+       plane length alone, so it does not depend on the thread count. */
+    #define CYNN_LANES 8
+    #define CYNN_FLUSH 1024
+    #define CYNN_BN_SUMS(NAME, T)                                                    \
+    static void NAME##_sums(const T* restrict x, Py_ssize_t s, T shift,             \
+                            double* sum, double* sq) {                              \
+        double S = 0, Q = 0;                                                        \
+        Py_ssize_t q = 0;                                                           \
+        while (s - q >= CYNN_LANES) {                                               \
+            T a[CYNN_LANES] = {0}, b[CYNN_LANES] = {0};                             \
+            Py_ssize_t full = (s - q) - (s - q) % CYNN_LANES;                       \
+            Py_ssize_t stop = q + (full < CYNN_FLUSH ? full : CYNN_FLUSH);          \
+            for (; q < stop; q += CYNN_LANES)                                       \
+                for (int l = 0; l < CYNN_LANES; l++) {                              \
+                    T d = x[q + l] - shift;                                         \
+                    a[l] += d;                                                      \
+                    b[l] += d * d;                                                  \
+                }                                                                   \
+            for (int l = 0; l < CYNN_LANES; l++) { S += a[l]; Q += b[l]; }          \
+        }                                                                           \
+        for (; q < s; q++) { T d = x[q] - shift; S += d; Q += (double)d * d; }      \
+        *sum += S;                                                                  \
+        *sq += Q;                                                                   \
+    }                                                                               \
+    /* Sums of dy and of dy * (x - m) over one plane, in the same lanes. */         \
+    static void NAME##_grad_sums(const T* restrict x, const T* restrict dy,         \
+                                 Py_ssize_t s, T m, double* sum_dy, double* sum_dyx) { \
+        double S = 0, Q = 0;                                                        \
+        Py_ssize_t q = 0;                                                           \
+        while (s - q >= CYNN_LANES) {                                               \
+            T a[CYNN_LANES] = {0}, b[CYNN_LANES] = {0};                             \
+            Py_ssize_t full = (s - q) - (s - q) % CYNN_LANES;                       \
+            Py_ssize_t stop = q + (full < CYNN_FLUSH ? full : CYNN_FLUSH);          \
+            for (; q < stop; q += CYNN_LANES)                                       \
+                for (int l = 0; l < CYNN_LANES; l++) {                              \
+                    T g = dy[q + l];                                                \
+                    a[l] += g;                                                      \
+                    b[l] += g * (x[q + l] - m);                                     \
+                }                                                                   \
+            for (int l = 0; l < CYNN_LANES; l++) { S += a[l]; Q += b[l]; }          \
+        }                                                                           \
+        for (; q < s; q++) { T g = dy[q]; S += g; Q += (double)g * (x[q] - m); }    \
+        *sum_dy += S;                                                               \
+        *sum_dyx += Q;                                                              \
+    }
+    CYNN_BN_SUMS(cynn_bn_f, float)
+    CYNN_BN_SUMS(cynn_bn_d, double)
+    """
+    void cynn_bn_f_sums(const float* x, Py_ssize_t s, float shift, double* sum,
+                        double* sq) noexcept nogil
+    void cynn_bn_d_sums(const double* x, Py_ssize_t s, double shift, double* sum,
+                        double* sq) noexcept nogil
+    void cynn_bn_f_grad_sums(const float* x, const float* dy, Py_ssize_t s, float m,
+                             double* sum_dy, double* sum_dyx) noexcept nogil
+    void cynn_bn_d_grad_sums(const double* x, const double* dy, Py_ssize_t s, double m,
+                             double* sum_dy, double* sum_dyx) noexcept nogil
+
+
 cdef void _sums_channel(const floating* x, Py_ssize_t n_batch, Py_ssize_t channels,
                         Py_ssize_t s, Py_ssize_t c, double* out_sum, double* out_sq,
                         double shift) noexcept nogil:
-    # Four independent accumulators let the compiler pipeline (and pair) the adds.
-    cdef double a0 = 0, a1 = 0, a2 = 0, a3 = 0, q0 = 0, q1 = 0, q2 = 0, q3 = 0, d0, d1, d2, d3
-    cdef Py_ssize_t n, q
-    cdef const floating* src
+    cdef Py_ssize_t n
+    out_sum[0] = 0
+    out_sq[0] = 0
     for n in range(n_batch):
-        src = x + (n * channels + c) * s
-        q = 0
-        while q + 4 <= s:
-            d0 = src[q] - shift
-            d1 = src[q + 1] - shift
-            d2 = src[q + 2] - shift
-            d3 = src[q + 3] - shift
-            a0 += d0
-            a1 += d1
-            a2 += d2
-            a3 += d3
-            q0 += d0 * d0
-            q1 += d1 * d1
-            q2 += d2 * d2
-            q3 += d3 * d3
-            q += 4
-        while q < s:
-            d0 = src[q] - shift
-            a0 += d0
-            q0 += d0 * d0
-            q += 1
-    out_sum[0] = (a0 + a1) + (a2 + a3)
-    out_sq[0] = (q0 + q1) + (q2 + q3)
+        if floating is float:
+            cynn_bn_f_sums(x + (n * channels + c) * s, s, <float> shift, out_sum, out_sq)
+        else:
+            cynn_bn_d_sums(x + (n * channels + c) * s, s, shift, out_sum, out_sq)
 
 
 cdef void _sums_columns(const floating* x, Py_ssize_t n_batch, Py_ssize_t channels,
@@ -188,27 +231,15 @@ def batchnorm_forward_eval(const floating[:, :, ::1] x, floating[:, :, ::1] y,
 cdef void _grad_sums_channel(const floating* x, const floating* dy, Py_ssize_t n_batch,
                              Py_ssize_t channels, Py_ssize_t s, Py_ssize_t c, double m,
                              double* out_dy, double* out_dyx) noexcept nogil:
-    cdef double a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0
-    cdef Py_ssize_t n, q, off
+    cdef Py_ssize_t n, off
+    out_dy[0] = 0
+    out_dyx[0] = 0
     for n in range(n_batch):
         off = (n * channels + c) * s
-        q = 0
-        while q + 4 <= s:
-            a0 += dy[off + q]
-            a1 += dy[off + q + 1]
-            a2 += dy[off + q + 2]
-            a3 += dy[off + q + 3]
-            b0 += dy[off + q] * (x[off + q] - m)
-            b1 += dy[off + q + 1] * (x[off + q + 1] - m)
-            b2 += dy[off + q + 2] * (x[off + q + 2] - m)
-            b3 += dy[off + q + 3] * (x[off + q + 3] - m)
-            q += 4
-        while q < s:
-            a0 += dy[off + q]
-            b0 += dy[off + q] * (x[off + q] - m)
-            q += 1
-    out_dy[0] = (a0 + a1) + (a2 + a3)
-    out_dyx[0] = (b0 + b1) + (b2 + b3)
+        if floating is float:
+            cynn_bn_f_grad_sums(x + off, dy + off, s, <float> m, out_dy, out_dyx)
+        else:
+            cynn_bn_d_grad_sums(x + off, dy + off, s, m, out_dy, out_dyx)
 
 
 cdef void _grad_sums_columns(const floating* x, const floating* dy, Py_ssize_t n_batch,

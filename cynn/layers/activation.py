@@ -8,6 +8,8 @@ backward pass of Sigmoid, Tanh, ELU, SoftPlus, SoftMax and LogSoftMax reads it.
 """
 import numpy as np
 
+from .._kernels import activation as _act
+from .._threads import get_num_threads
 from .._validation import as_float_array, check_ndim, check_same_shape, finite_float
 from ..module import Module
 
@@ -73,12 +75,15 @@ class ReLU(_Activation):
     """
 
     def _apply(self, x):
-        return np.maximum(x, x.dtype.type(0))
+        # A Cython select loop: np.maximum runs at a quarter of memory speed here.
+        y = np.empty_like(x)
+        _act.relu_forward(x.reshape(-1), y.reshape(-1), get_num_threads())
+        return y
 
     def _grad(self, x, y, dy):
-        # A product with the 0/1 mask, not np.where: where() branches per element and
-        # runs ten times slower on the random signs of real activations.
-        return dy * (x > 0)
+        dx = np.empty_like(x)
+        _act.relu_backward(x.reshape(-1), dy.reshape(-1), dx.reshape(-1), get_num_threads())
+        return dx
 
 
 class LeakyReLU(_Activation):
