@@ -73,8 +73,40 @@ cdef extern from *:
         *sum_dy += S;                                                               \
         *sum_dyx += Q;                                                              \
     }
+    /* ChannelwiseScaling backward over one plane in one sweep: dx = g * dy, and the
+       sums of dy and dy * x in the same lanes as above. */
+    #define CYNN_SCALE_GRAD(NAME, T)                                                 \
+    static void NAME##_scale_grad(const T* restrict x, const T* restrict dy,        \
+                                  T* restrict dx, Py_ssize_t s, T g,                \
+                                  double* sum_dy, double* sum_dyx) {                \
+        double S = 0, Q = 0;                                                        \
+        Py_ssize_t q = 0;                                                           \
+        while (s - q >= CYNN_LANES) {                                               \
+            T a[CYNN_LANES] = {0}, b[CYNN_LANES] = {0};                             \
+            Py_ssize_t full = (s - q) - (s - q) % CYNN_LANES;                       \
+            Py_ssize_t stop = q + (full < CYNN_FLUSH ? full : CYNN_FLUSH);          \
+            for (; q < stop; q += CYNN_LANES)                                       \
+                for (int l = 0; l < CYNN_LANES; l++) {                              \
+                    T d = dy[q + l];                                                \
+                    a[l] += d;                                                      \
+                    b[l] += d * x[q + l];                                           \
+                    dx[q + l] = g * d;                                              \
+                }                                                                   \
+            for (int l = 0; l < CYNN_LANES; l++) { S += a[l]; Q += b[l]; }          \
+        }                                                                           \
+        for (; q < s; q++) {                                                        \
+            T d = dy[q];                                                            \
+            S += d;                                                                 \
+            Q += (double)d * x[q];                                                  \
+            dx[q] = g * d;                                                          \
+        }                                                                           \
+        *sum_dy += S;                                                               \
+        *sum_dyx += Q;                                                              \
+    }
     CYNN_BN_SUMS(cynn_bn_f, float)
     CYNN_BN_SUMS(cynn_bn_d, double)
+    CYNN_SCALE_GRAD(cynn_bn_f, float)
+    CYNN_SCALE_GRAD(cynn_bn_d, double)
     """
     void cynn_bn_f_sums(const float* x, Py_ssize_t s, float shift, double* sum,
                         double* sq) noexcept nogil
@@ -84,6 +116,10 @@ cdef extern from *:
                              double* sum_dy, double* sum_dyx) noexcept nogil
     void cynn_bn_d_grad_sums(const double* x, const double* dy, Py_ssize_t s, double m,
                              double* sum_dy, double* sum_dyx) noexcept nogil
+    void cynn_bn_f_scale_grad(const float* x, const float* dy, float* dx, Py_ssize_t s,
+                              float g, double* sum_dy, double* sum_dyx) noexcept nogil
+    void cynn_bn_d_scale_grad(const double* x, const double* dy, double* dx, Py_ssize_t s,
+                              double g, double* sum_dy, double* sum_dyx) noexcept nogil
 
 
 cdef void _sums_channel(const floating* x, Py_ssize_t n_batch, Py_ssize_t channels,
@@ -348,7 +384,7 @@ def scale_backward(const floating[:, :, ::1] x, const floating[:, :, ::1] dy,
     Sums in double, each channel's in one fixed order.  ``work`` is (3, C) float64.
     """
     cdef Py_ssize_t n_batch = x.shape[0], channels = x.shape[1], s = x.shape[2]
-    cdef Py_ssize_t c, task, blocks, c0, c1
+    cdef Py_ssize_t c, n, off, task, blocks, c0, c1
     _check(dy.shape[0] == n_batch and dy.shape[1] == channels and dy.shape[2] == s,
            "gradient shape")
     _check(dx.shape[0] == n_batch and dx.shape[1] == channels and dx.shape[2] == s,
@@ -366,12 +402,21 @@ def scale_backward(const floating[:, :, ::1] x, const floating[:, :, ::1] dy,
             # Sums of dy and dy * (x - 0): the column helper with a zero mean.
             _grad_sums_columns(&x[0, 0, 0], &dy[0, 0, 0], n_batch, channels, c0, c1,
                                &work[2, 0], &work[0, 0], &work[1, 0])
+        with nogil:
+            _affine(dy, gamma, gamma, False, dx, num_threads)
     else:
+        # One sweep per channel: the sums and dx = gamma * dy together.
         for c in prange(channels, nogil=True, schedule='static', num_threads=num_threads):
-            _grad_sums_channel(&x[0, 0, 0], &dy[0, 0, 0], n_batch, channels, s, c, 0.0,
-                               &work[0, c], &work[1, c])
-    with nogil:
-        _affine(dy, gamma, gamma, False, dx, num_threads)
+            work[0, c] = 0
+            work[1, c] = 0
+            for n in range(n_batch):
+                off = (n * channels + c) * s
+                if floating is float:
+                    cynn_bn_f_scale_grad(&x[0, 0, 0] + off, &dy[0, 0, 0] + off, &dx[0, 0, 0] + off,
+                                         s, gamma[c], &work[0, c], &work[1, c])
+                else:
+                    cynn_bn_d_scale_grad(&x[0, 0, 0] + off, &dy[0, 0, 0] + off, &dx[0, 0, 0] + off,
+                                         s, gamma[c], &work[0, c], &work[1, c])
     for c in range(channels):
         grad_beta[c] += <floating> work[0, c]
         grad_gamma[c] += <floating> work[1, c]
