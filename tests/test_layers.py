@@ -252,3 +252,18 @@ def test_layers_pickle_without_their_last_batch(rng):
     restored = pickle.loads(pickle.dumps(conv))
     assert restored._output is None
     np.testing.assert_array_equal(restored.forward(x), y)
+
+
+@pytest.mark.parametrize("init, bound", [("seed", 1 / np.sqrt(4)), ("fan_in", 1 / np.sqrt(4 * 3 * 3))])
+def test_conv2d_init_bounds(init, bound):
+    conv = cynn.Conv2d(4, 64, 3, init=init, random_state=0)
+    for a in (conv.W, conv.b):
+        assert np.abs(a).max() <= bound
+    # 2,304 uniform draws fill the interval: the extremes come close to the bound.
+    assert np.abs(conv.W).max() > 0.99 * bound
+    assert abs(conv.W.std() - bound / np.sqrt(3)) < 0.05 * bound
+
+
+def test_conv2d_rejects_unknown_init():
+    with pytest.raises(ValueError, match="init must be 'seed' or 'fan_in', got 'he'"):
+        cynn.Conv2d(1, 2, 3, init="he")

@@ -47,6 +47,10 @@ class Conv2d(Module):
     bias : bool, default True
     dtype : float32 or float64, default float32
     random_state : None, int or numpy.random.Generator
+    init : 'seed' or 'fan_in', default 'seed'
+        The bound of the uniform initialization of ``W`` and ``b``: 'seed' is the
+        course's ``1/sqrt(in_channels)``; 'fan_in' is ``1/sqrt(in_channels * kh * kw)``,
+        PyTorch's default for ``nn.Conv2d`` (three times smaller for 3x3 kernels).
 
     Attributes
     ----------
@@ -61,8 +65,10 @@ class Conv2d(Module):
 
     Notes
     -----
-    Initialization follows the seed: ``W, b ~ U(-1/sqrt(in_channels), 1/sqrt(in_channels))``.
-    PyTorch uses the fan-in ``in_channels * kh * kw`` instead.
+    Initialization follows the seed by default: ``W, b ~ U(-1/sqrt(in_channels),
+    1/sqrt(in_channels))``.  PyTorch uses the fan-in ``in_channels * kh * kw`` instead
+    (``init='fan_in'``); ahead of a batch normalization the larger seed weights act as a
+    smaller effective step size.
     """
 
     # Partial sums of the weight gradient (groups of samples).  More groups than
@@ -70,7 +76,7 @@ class Conv2d(Module):
     _GRAD_GROUPS = 8
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding="same",
-                 bias=True, dtype=np.float32, random_state=None):
+                 bias=True, dtype=np.float32, random_state=None, init="seed"):
         super().__init__()
         owner = "Conv2d"
         self.in_channels = positive_int(in_channels, "in_channels", owner)
@@ -80,7 +86,12 @@ class Conv2d(Module):
         self.padding = _resolve_padding(padding, self.kernel_size, owner)
         self.dtype = check_dtype(dtype, owner)
         rng = check_random_state(random_state)
-        bound = 1.0 / np.sqrt(self.in_channels)
+        if init == "seed":
+            bound = 1.0 / np.sqrt(self.in_channels)
+        elif init == "fan_in":
+            bound = 1.0 / np.sqrt(self.in_channels * self.kernel_size[0] * self.kernel_size[1])
+        else:
+            raise ValueError(f"Conv2d: init must be 'seed' or 'fan_in', got {init!r}")
         shape = (self.out_channels, self.in_channels) + self.kernel_size
         self.W = uniform_init(rng, bound, shape, self.dtype)
         self.gradW = np.zeros_like(self.W)
