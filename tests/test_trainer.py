@@ -120,7 +120,7 @@ def test_lr_scheduler_and_csv_logger(digits, tmp_path):
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_non_finite_loss_stops_with_epoch_and_batch(digits):
-    trainer = _trainer(digits, lr=1e6, optimizer="sgd")
+    trainer = _trainer(digits, lr=1e20, optimizer="sgd")
     with pytest.raises(NonFiniteLossError, match=r"epoch 1, batch \d+"):
         trainer.fit(digits.train, epochs=3)
     assert all(np.isfinite(p).all() for p in trainer.model.get_parameters())
