@@ -135,7 +135,7 @@ def test_maxpool2d_2x2_ties_and_nans_on_wide_planes(dtype, rng):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(1, 3), (7, 5), (4, 3, 5, 6), (1, 2, 3, 3), (2, 1, 1, 7)])
+@pytest.mark.parametrize("shape", [(1, 3), (7, 5), (300, 70), (4, 3, 5, 6), (1, 2, 3, 3), (2, 1, 1, 7), (3, 2, 40, 41)])
 @pytest.mark.parametrize("kind", ["plain", "noncontiguous", "readonly"])
 def test_batchnorm_matches_reference(shape, dtype, kind, rng):
     bn = cynn.BatchNormalization(alpha=0.3, dtype=dtype)

@@ -13,6 +13,7 @@ contiguous and lets the compiler vectorize across channels.
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport sqrt
+from libc.stdlib cimport malloc, free
 
 cdef enum:
     COLUMN_BLOCK = 64
@@ -103,6 +104,63 @@ cdef extern from *:
         *sum_dy += S;                                                               \
         *sum_dyx += Q;                                                              \
     }
+    /* The vector case (S = 1): a channel is a strided column, so a thread takes a
+       block of at most COLUMN_BLOCK columns and walks the rows.  Row chunks of
+       CYNN_ROWS are summed in the data's type, then flushed into double. */
+    #define CYNN_ROWS 128
+    #define CYNN_BN_COLUMNS(NAME, T)                                                 \
+    static void NAME##_col_sums(const T* restrict x, Py_ssize_t n_batch,            \
+                                Py_ssize_t channels, Py_ssize_t c0, Py_ssize_t c1,  \
+                                const double* shift, const double* m, int grad,     \
+                                const T* restrict dy, double* out0, double* out1) { \
+        T sh[64], a[64], b[64];                                                     \
+        double S[64], Q[64];                                                        \
+        int w = (int)(c1 - c0);                                                     \
+        for (int l = 0; l < w; l++) {                                               \
+            sh[l] = (T)(grad ? m[c0 + l] : shift[c0 + l]);                          \
+            S[l] = 0; Q[l] = 0;                                                     \
+        }                                                                           \
+        for (Py_ssize_t n0 = 0; n0 < n_batch; n0 += CYNN_ROWS) {                    \
+            Py_ssize_t n1 = n0 + CYNN_ROWS < n_batch ? n0 + CYNN_ROWS : n_batch;    \
+            for (int l = 0; l < w; l++) { a[l] = 0; b[l] = 0; }                     \
+            if (grad) {                                                             \
+                for (Py_ssize_t n = n0; n < n1; n++) {                              \
+                    const T* restrict xr = x + n * channels + c0;                   \
+                    const T* restrict gr = dy + n * channels + c0;                  \
+                    for (int l = 0; l < w; l++) {                                   \
+                        a[l] += gr[l];                                              \
+                        b[l] += gr[l] * (xr[l] - sh[l]);                            \
+                    }                                                               \
+                }                                                                   \
+            } else {                                                                \
+                for (Py_ssize_t n = n0; n < n1; n++) {                              \
+                    const T* restrict xr = x + n * channels + c0;                   \
+                    for (int l = 0; l < w; l++) {                                   \
+                        T d = xr[l] - sh[l];                                        \
+                        a[l] += d;                                                  \
+                        b[l] += d * d;                                              \
+                    }                                                               \
+                }                                                                   \
+            }                                                                       \
+            for (int l = 0; l < w; l++) { S[l] += a[l]; Q[l] += b[l]; }             \
+        }                                                                           \
+        for (int l = 0; l < w; l++) { out0[c0 + l] = S[l]; out1[c0 + l] = Q[l]; }  \
+    }                                                                               \
+    /* One row: y = (x - m) * inv, or y = a * dy + b * (x - m) + k. */              \
+    static void NAME##_row_normalize(const T* restrict x, T* restrict y,            \
+                                     const T* restrict m, const T* restrict inv,    \
+                                     Py_ssize_t channels) {                         \
+        for (Py_ssize_t c = 0; c < channels; c++) y[c] = (x[c] - m[c]) * inv[c];    \
+    }                                                                               \
+    static void NAME##_row_backward(const T* restrict x, const T* restrict dy,      \
+                                    T* restrict dx, const T* restrict m,            \
+                                    const T* restrict a, const T* restrict b,       \
+                                    const T* restrict k, Py_ssize_t channels) {     \
+        for (Py_ssize_t c = 0; c < channels; c++)                                   \
+            dx[c] = a[c] * dy[c] + b[c] * (x[c] - m[c]) + k[c];                     \
+    }
+    CYNN_BN_COLUMNS(cynn_bn_f, float)
+    CYNN_BN_COLUMNS(cynn_bn_d, double)
     CYNN_BN_SUMS(cynn_bn_f, float)
     CYNN_BN_SUMS(cynn_bn_d, double)
     CYNN_SCALE_GRAD(cynn_bn_f, float)
@@ -116,6 +174,22 @@ cdef extern from *:
                              double* sum_dy, double* sum_dyx) noexcept nogil
     void cynn_bn_d_grad_sums(const double* x, const double* dy, Py_ssize_t s, double m,
                              double* sum_dy, double* sum_dyx) noexcept nogil
+    void cynn_bn_f_col_sums(const float* x, Py_ssize_t n_batch, Py_ssize_t channels,
+                            Py_ssize_t c0, Py_ssize_t c1, const double* shift, const double* m,
+                            int grad, const float* dy, double* out0, double* out1) noexcept nogil
+    void cynn_bn_d_col_sums(const double* x, Py_ssize_t n_batch, Py_ssize_t channels,
+                            Py_ssize_t c0, Py_ssize_t c1, const double* shift, const double* m,
+                            int grad, const double* dy, double* out0, double* out1) noexcept nogil
+    void cynn_bn_f_row_normalize(const float* x, float* y, const float* m, const float* inv,
+                                 Py_ssize_t channels) noexcept nogil
+    void cynn_bn_d_row_normalize(const double* x, double* y, const double* m, const double* inv,
+                                 Py_ssize_t channels) noexcept nogil
+    void cynn_bn_f_row_backward(const float* x, const float* dy, float* dx, const float* m,
+                                const float* a, const float* b, const float* k,
+                                Py_ssize_t channels) noexcept nogil
+    void cynn_bn_d_row_backward(const double* x, const double* dy, double* dx, const double* m,
+                                const double* a, const double* b, const double* k,
+                                Py_ssize_t channels) noexcept nogil
     void cynn_bn_f_scale_grad(const float* x, const float* dy, float* dx, Py_ssize_t s,
                               float g, double* sum_dy, double* sum_dyx) noexcept nogil
     void cynn_bn_d_scale_grad(const double* x, const double* dy, double* dx, Py_ssize_t s,
@@ -138,18 +212,10 @@ cdef void _sums_channel(const floating* x, Py_ssize_t n_batch, Py_ssize_t channe
 cdef void _sums_columns(const floating* x, Py_ssize_t n_batch, Py_ssize_t channels,
                         Py_ssize_t c0, Py_ssize_t c1, double* sums, double* sqs,
                         const double* shift) noexcept nogil:
-    cdef Py_ssize_t n, c
-    cdef double d
-    cdef const floating* row
-    for c in range(c0, c1):
-        sums[c] = 0
-        sqs[c] = 0
-    for n in range(n_batch):
-        row = x + n * channels
-        for c in range(c0, c1):
-            d = row[c] - shift[c]
-            sums[c] += d
-            sqs[c] += d * d
+    if floating is float:
+        cynn_bn_f_col_sums(x, n_batch, channels, c0, c1, shift, NULL, 0, NULL, sums, sqs)
+    else:
+        cynn_bn_d_col_sums(x, n_batch, channels, c0, c1, shift, NULL, 0, NULL, sums, sqs)
 
 
 cdef void _normalize(const floating[:, :, ::1] x, floating[:, :, ::1] y,
@@ -163,10 +229,10 @@ cdef void _normalize(const floating[:, :, ::1] x, floating[:, :, ::1] y,
     cdef floating* dst
     if s == 1:
         for n in prange(n_batch, schedule='static', num_threads=num_threads):
-            src = &x[n, 0, 0]
-            dst = &y[n, 0, 0]
-            for c in range(channels):
-                dst[c] = (src[c] - mean[c]) * invstd[c]
+            if floating is float:
+                cynn_bn_f_row_normalize(&x[n, 0, 0], &y[n, 0, 0], &mean[0], &invstd[0], channels)
+            else:
+                cynn_bn_d_row_normalize(&x[n, 0, 0], &y[n, 0, 0], &mean[0], &invstd[0], channels)
         return
     for task in prange(n_batch * channels, schedule='static', num_threads=num_threads):
         n = task // channels
@@ -281,14 +347,10 @@ cdef void _grad_sums_channel(const floating* x, const floating* dy, Py_ssize_t n
 cdef void _grad_sums_columns(const floating* x, const floating* dy, Py_ssize_t n_batch,
                              Py_ssize_t channels, Py_ssize_t c0, Py_ssize_t c1,
                              const double* mean, double* sum_dy, double* sum_dyx) noexcept nogil:
-    cdef Py_ssize_t n, c
-    for c in range(c0, c1):
-        sum_dy[c] = 0
-        sum_dyx[c] = 0
-    for n in range(n_batch):
-        for c in range(c0, c1):
-            sum_dy[c] += dy[n * channels + c]
-            sum_dyx[c] += dy[n * channels + c] * (<double> x[n * channels + c] - mean[c])
+    if floating is float:
+        cynn_bn_f_col_sums(x, n_batch, channels, c0, c1, NULL, mean, 1, dy, sum_dy, sum_dyx)
+    else:
+        cynn_bn_d_col_sums(x, n_batch, channels, c0, c1, NULL, mean, 1, dy, sum_dy, sum_dyx)
 
 
 def batchnorm_backward_train(const floating[:, :, ::1] x, const floating[:, :, ::1] dy,
@@ -307,6 +369,7 @@ def batchnorm_backward_train(const floating[:, :, ::1] x, const floating[:, :, :
     cdef const floating* xs
     cdef const floating* gs
     cdef floating* dst
+    cdef floating* coef
     _check(dy.shape[0] == n_batch and dy.shape[1] == channels and dy.shape[2] == s,
            "gradient shape")
     _check(dx.shape[0] == n_batch and dx.shape[1] == channels and dx.shape[2] == s,
@@ -333,12 +396,22 @@ def batchnorm_backward_train(const floating[:, :, ::1] x, const floating[:, :, :
         work[2, c] = -inv * inv * inv * work[1, c] / count
         work[1, c] = -inv * work[0, c] / count
     if s == 1:
+        # The per-channel coefficients a, b, k as rows of the data's type.
+        coef = <floating*> malloc(3 * channels * sizeof(floating))
+        if coef == NULL:
+            raise MemoryError()
+        for c in range(channels):
+            coef[c] = invstd[c]
+            coef[channels + c] = <floating> work[2, c]
+            coef[2 * channels + c] = <floating> work[1, c]
         for n in prange(n_batch, nogil=True, schedule='static', num_threads=num_threads):
-            xs = &x[n, 0, 0]
-            gs = &dy[n, 0, 0]
-            dst = &dx[n, 0, 0]
-            for c in range(channels):
-                dst[c] = <floating> (invstd[c] * gs[c] + work[2, c] * (xs[c] - mean[c]) + work[1, c])
+            if floating is float:
+                cynn_bn_f_row_backward(&x[n, 0, 0], &dy[n, 0, 0], &dx[n, 0, 0], &mean[0], coef,
+                                       coef + channels, coef + 2 * channels, channels)
+            else:
+                cynn_bn_d_row_backward(&x[n, 0, 0], &dy[n, 0, 0], &dx[n, 0, 0], &mean[0], coef,
+                                       coef + channels, coef + 2 * channels, channels)
+        free(coef)
     else:
         for task in prange(n_batch * channels, nogil=True, schedule='static',
                            num_threads=num_threads):
