@@ -26,28 +26,34 @@ def _check(bint ok, str what):
 
 cdef extern from *:
     """
-    /* Per-plane sums for the image loop order.  Eight lanes in the data's own type,
-       each flushed into double every FLUSH elements: gcc vectorizes the lane loop, and
-       a float lane never holds more than FLUSH / 8 terms.  The order is fixed by the
-       plane length alone, so it does not depend on the thread count. */
-    #define CYNN_LANES 8
+    /* Per-plane sums for the image loop order, in 32-byte vectors of the data's own
+       type (GCC/Clang vector extensions: 8 float or 4 double lanes, two SSE registers
+       each on a baseline x86-64 build), flushed into double every CYNN_FLUSH elements,
+       so a float lane never holds more than CYNN_FLUSH / 8 terms.  Plain lane arrays
+       left gcc spilling every lane to the stack.  The order is fixed by the plane
+       length alone, so it does not depend on the thread count. */
+    #include <string.h>
+    typedef float cynn_vf __attribute__((vector_size(32)));
+    typedef double cynn_vd __attribute__((vector_size(32)));
     #define CYNN_FLUSH 1024
-    #define CYNN_BN_SUMS(NAME, T)                                                    \
+    #define CYNN_BN_SUMS(NAME, T, VT)                                                \
     static void NAME##_sums(const T* restrict x, Py_ssize_t s, T shift,             \
                             double* sum, double* sq) {                              \
+        enum { L = sizeof(VT) / sizeof(T) };                                        \
         double S = 0, Q = 0;                                                        \
         Py_ssize_t q = 0;                                                           \
-        while (s - q >= CYNN_LANES) {                                               \
-            T a[CYNN_LANES] = {0}, b[CYNN_LANES] = {0};                             \
-            Py_ssize_t full = (s - q) - (s - q) % CYNN_LANES;                       \
+        VT zero = {0}, vshift = zero + shift;                                       \
+        while (s - q >= L) {                                                        \
+            VT a = zero, b = zero, v;                                               \
+            Py_ssize_t full = (s - q) - (s - q) % L;                                \
             Py_ssize_t stop = q + (full < CYNN_FLUSH ? full : CYNN_FLUSH);          \
-            for (; q < stop; q += CYNN_LANES)                                       \
-                for (int l = 0; l < CYNN_LANES; l++) {                              \
-                    T d = x[q + l] - shift;                                         \
-                    a[l] += d;                                                      \
-                    b[l] += d * d;                                                  \
-                }                                                                   \
-            for (int l = 0; l < CYNN_LANES; l++) { S += a[l]; Q += b[l]; }          \
+            for (; q < stop; q += L) {                                              \
+                memcpy(&v, x + q, sizeof v);                                        \
+                v -= vshift;                                                        \
+                a += v;                                                             \
+                b += v * v;                                                         \
+            }                                                                       \
+            for (int l = 0; l < L; l++) { S += a[l]; Q += b[l]; }                   \
         }                                                                           \
         for (; q < s; q++) { T d = x[q] - shift; S += d; Q += (double)d * d; }      \
         *sum += S;                                                                  \
@@ -56,19 +62,21 @@ cdef extern from *:
     /* Sums of dy and of dy * (x - m) over one plane, in the same lanes. */         \
     static void NAME##_grad_sums(const T* restrict x, const T* restrict dy,         \
                                  Py_ssize_t s, T m, double* sum_dy, double* sum_dyx) { \
+        enum { L = sizeof(VT) / sizeof(T) };                                        \
         double S = 0, Q = 0;                                                        \
         Py_ssize_t q = 0;                                                           \
-        while (s - q >= CYNN_LANES) {                                               \
-            T a[CYNN_LANES] = {0}, b[CYNN_LANES] = {0};                             \
-            Py_ssize_t full = (s - q) - (s - q) % CYNN_LANES;                       \
+        VT zero = {0}, vm = zero + m;                                               \
+        while (s - q >= L) {                                                        \
+            VT a = zero, b = zero, g, v;                                            \
+            Py_ssize_t full = (s - q) - (s - q) % L;                                \
             Py_ssize_t stop = q + (full < CYNN_FLUSH ? full : CYNN_FLUSH);          \
-            for (; q < stop; q += CYNN_LANES)                                       \
-                for (int l = 0; l < CYNN_LANES; l++) {                              \
-                    T g = dy[q + l];                                                \
-                    a[l] += g;                                                      \
-                    b[l] += g * (x[q + l] - m);                                     \
-                }                                                                   \
-            for (int l = 0; l < CYNN_LANES; l++) { S += a[l]; Q += b[l]; }          \
+            for (; q < stop; q += L) {                                              \
+                memcpy(&g, dy + q, sizeof g);                                       \
+                memcpy(&v, x + q, sizeof v);                                        \
+                a += g;                                                             \
+                b += g * (v - vm);                                                  \
+            }                                                                       \
+            for (int l = 0; l < L; l++) { S += a[l]; Q += b[l]; }                   \
         }                                                                           \
         for (; q < s; q++) { T g = dy[q]; S += g; Q += (double)g * (x[q] - m); }    \
         *sum_dy += S;                                                               \
@@ -76,24 +84,27 @@ cdef extern from *:
     }
     /* ChannelwiseScaling backward over one plane in one sweep: dx = g * dy, and the
        sums of dy and dy * x in the same lanes as above. */
-    #define CYNN_SCALE_GRAD(NAME, T)                                                 \
+    #define CYNN_SCALE_GRAD(NAME, T, VT)                                             \
     static void NAME##_scale_grad(const T* restrict x, const T* restrict dy,        \
                                   T* restrict dx, Py_ssize_t s, T g,                \
                                   double* sum_dy, double* sum_dyx) {                \
+        enum { L = sizeof(VT) / sizeof(T) };                                        \
         double S = 0, Q = 0;                                                        \
         Py_ssize_t q = 0;                                                           \
-        while (s - q >= CYNN_LANES) {                                               \
-            T a[CYNN_LANES] = {0}, b[CYNN_LANES] = {0};                             \
-            Py_ssize_t full = (s - q) - (s - q) % CYNN_LANES;                       \
+        VT zero = {0}, vg = zero + g;                                               \
+        while (s - q >= L) {                                                        \
+            VT a = zero, b = zero, d, v;                                            \
+            Py_ssize_t full = (s - q) - (s - q) % L;                                \
             Py_ssize_t stop = q + (full < CYNN_FLUSH ? full : CYNN_FLUSH);          \
-            for (; q < stop; q += CYNN_LANES)                                       \
-                for (int l = 0; l < CYNN_LANES; l++) {                              \
-                    T d = dy[q + l];                                                \
-                    a[l] += d;                                                      \
-                    b[l] += d * x[q + l];                                           \
-                    dx[q + l] = g * d;                                              \
-                }                                                                   \
-            for (int l = 0; l < CYNN_LANES; l++) { S += a[l]; Q += b[l]; }          \
+            for (; q < stop; q += L) {                                              \
+                memcpy(&d, dy + q, sizeof d);                                       \
+                memcpy(&v, x + q, sizeof v);                                        \
+                a += d;                                                             \
+                b += d * v;                                                         \
+                v = vg * d;                                                         \
+                memcpy(dx + q, &v, sizeof v);                                       \
+            }                                                                       \
+            for (int l = 0; l < L; l++) { S += a[l]; Q += b[l]; }                   \
         }                                                                           \
         for (; q < s; q++) {                                                        \
             T d = dy[q];                                                            \
@@ -161,10 +172,10 @@ cdef extern from *:
     }
     CYNN_BN_COLUMNS(cynn_bn_f, float)
     CYNN_BN_COLUMNS(cynn_bn_d, double)
-    CYNN_BN_SUMS(cynn_bn_f, float)
-    CYNN_BN_SUMS(cynn_bn_d, double)
-    CYNN_SCALE_GRAD(cynn_bn_f, float)
-    CYNN_SCALE_GRAD(cynn_bn_d, double)
+    CYNN_BN_SUMS(cynn_bn_f, float, cynn_vf)
+    CYNN_BN_SUMS(cynn_bn_d, double, cynn_vd)
+    CYNN_SCALE_GRAD(cynn_bn_f, float, cynn_vf)
+    CYNN_SCALE_GRAD(cynn_bn_d, double, cynn_vd)
     """
     void cynn_bn_f_sums(const float* x, Py_ssize_t s, float shift, double* sum,
                         double* sq) noexcept nogil
@@ -196,17 +207,43 @@ cdef extern from *:
                               double g, double* sum_dy, double* sum_dyx) noexcept nogil
 
 
-cdef void _sums_channel(const floating* x, Py_ssize_t n_batch, Py_ssize_t channels,
-                        Py_ssize_t s, Py_ssize_t c, double* out_sum, double* out_sq,
-                        double shift) noexcept nogil:
-    cdef Py_ssize_t n
-    out_sum[0] = 0
-    out_sq[0] = 0
+cdef inline void _plane_sums(const floating* x, Py_ssize_t channels, Py_ssize_t s,
+                             Py_ssize_t task, double[:, ::1] work) noexcept nogil:
+    """Sums of (x - shift) and its square over plane ``task`` = n * C + c."""
+    cdef Py_ssize_t n = task // channels, c = task - n * channels
+    work[3 + 2 * n, c] = 0
+    work[4 + 2 * n, c] = 0
+    if floating is float:
+        cynn_bn_f_sums(x + task * s, s, <float> work[2, c], &work[3 + 2 * n, c], &work[4 + 2 * n, c])
+    else:
+        cynn_bn_d_sums(x + task * s, s, work[2, c], &work[3 + 2 * n, c], &work[4 + 2 * n, c])
+
+
+cdef inline void _plane_grad_sums(const floating* x, const floating* dy,
+                                  const floating[::1] mean, Py_ssize_t channels, Py_ssize_t s,
+                                  Py_ssize_t task, double[:, ::1] work) noexcept nogil:
+    """Sums of dy and dy * (x - mean) over plane ``task`` = n * C + c."""
+    cdef Py_ssize_t n = task // channels, c = task - n * channels
+    work[3 + 2 * n, c] = 0
+    work[4 + 2 * n, c] = 0
+    if floating is float:
+        cynn_bn_f_grad_sums(x + task * s, dy + task * s, s, mean[c], &work[3 + 2 * n, c],
+                            &work[4 + 2 * n, c])
+    else:
+        cynn_bn_d_grad_sums(x + task * s, dy + task * s, s, mean[c], &work[3 + 2 * n, c],
+                            &work[4 + 2 * n, c])
+
+
+cdef void _reduce_planes(double[:, ::1] work, Py_ssize_t n_batch, Py_ssize_t channels) noexcept nogil:
+    """work[0, c] and work[1, c]: the plane sums of rows 3 + 2n and 4 + 2n, n in order."""
+    cdef Py_ssize_t n, c
+    for c in range(channels):
+        work[0, c] = 0
+        work[1, c] = 0
     for n in range(n_batch):
-        if floating is float:
-            cynn_bn_f_sums(x + (n * channels + c) * s, s, <float> shift, out_sum, out_sq)
-        else:
-            cynn_bn_d_sums(x + (n * channels + c) * s, s, shift, out_sum, out_sq)
+        for c in range(channels):
+            work[0, c] += work[3 + 2 * n, c]
+            work[1, c] += work[4 + 2 * n, c]
 
 
 cdef void _sums_columns(const floating* x, Py_ssize_t n_batch, Py_ssize_t channels,
@@ -303,10 +340,15 @@ def batchnorm_forward_train(const floating[:, :, ::1] x, floating[:, :, ::1] y,
             c1 = c0 + COLUMN_BLOCK if c0 + COLUMN_BLOCK < channels else channels
             _sums_columns(&x[0, 0, 0], n_batch, channels, c0, c1, &work[0, 0], &work[1, 0], &work[2, 0])
     else:
-        for c in prange(channels, nogil=True, schedule='static', num_threads=num_threads):
-            shift = x[0, c, 0]
-            work[2, c] = shift
-            _sums_channel(&x[0, 0, 0], n_batch, channels, s, c, &work[0, c], &work[1, c], shift)
+        _check(work.shape[0] >= 3 + 2 * n_batch, "per-plane workspace")
+        for c in range(channels):
+            work[2, c] = x[0, c, 0]
+        # One task per (n, c) plane, in memory order; the plane sums land in rows
+        # 3 + 2n and 4 + 2n and are added over n afterwards in a fixed order.
+        for task in prange(n_batch * channels, nogil=True, schedule='static',
+                           num_threads=num_threads):
+            _plane_sums(&x[0, 0, 0], channels, s, task, work)
+        _reduce_planes(work, n_batch, channels)
     for c in range(channels):
         m = work[0, c] / count
         v = work[1, c] / count - m * m
@@ -328,20 +370,6 @@ def batchnorm_forward_eval(const floating[:, :, ::1] x, floating[:, :, ::1] y,
     _check(mean.shape[0] == x.shape[1] and invstd.shape[0] == x.shape[1], "statistics shape")
     with nogil:
         _normalize(x, y, mean, invstd, num_threads)
-
-
-cdef void _grad_sums_channel(const floating* x, const floating* dy, Py_ssize_t n_batch,
-                             Py_ssize_t channels, Py_ssize_t s, Py_ssize_t c, double m,
-                             double* out_dy, double* out_dyx) noexcept nogil:
-    cdef Py_ssize_t n, off
-    out_dy[0] = 0
-    out_dyx[0] = 0
-    for n in range(n_batch):
-        off = (n * channels + c) * s
-        if floating is float:
-            cynn_bn_f_grad_sums(x + off, dy + off, s, <float> m, out_dy, out_dyx)
-        else:
-            cynn_bn_d_grad_sums(x + off, dy + off, s, m, out_dy, out_dyx)
 
 
 cdef void _grad_sums_columns(const floating* x, const floating* dy, Py_ssize_t n_batch,
@@ -386,9 +414,11 @@ def batchnorm_backward_train(const floating[:, :, ::1] x, const floating[:, :, :
             _grad_sums_columns(&x[0, 0, 0], &dy[0, 0, 0], n_batch, channels, c0, c1,
                                &work[2, 0], &work[0, 0], &work[1, 0])
     else:
-        for c in prange(channels, nogil=True, schedule='static', num_threads=num_threads):
-            _grad_sums_channel(&x[0, 0, 0], &dy[0, 0, 0], n_batch, channels, s, c, mean[c],
-                               &work[0, c], &work[1, c])
+        _check(work.shape[0] >= 3 + 2 * n_batch, "per-plane workspace")
+        for task in prange(n_batch * channels, nogil=True, schedule='static',
+                           num_threads=num_threads):
+            _plane_grad_sums(&x[0, 0, 0], &dy[0, 0, 0], mean, channels, s, task, work)
+        _reduce_planes(work, n_batch, channels)
     # dx = a * dy + b * (x - mean) + k, per channel:
     #   a = invstd, b = -invstd^3 * mean(dy * (x - mean)), k = -invstd * mean(dy)
     for c in range(channels):
@@ -479,17 +509,21 @@ def scale_backward(const floating[:, :, ::1] x, const floating[:, :, ::1] dy,
             _affine(dy, gamma, gamma, False, dx, num_threads)
     else:
         # One sweep per channel: the sums and dx = gamma * dy together.
-        for c in prange(channels, nogil=True, schedule='static', num_threads=num_threads):
-            work[0, c] = 0
-            work[1, c] = 0
-            for n in range(n_batch):
-                off = (n * channels + c) * s
-                if floating is float:
-                    cynn_bn_f_scale_grad(&x[0, 0, 0] + off, &dy[0, 0, 0] + off, &dx[0, 0, 0] + off,
-                                         s, gamma[c], &work[0, c], &work[1, c])
-                else:
-                    cynn_bn_d_scale_grad(&x[0, 0, 0] + off, &dy[0, 0, 0] + off, &dx[0, 0, 0] + off,
-                                         s, gamma[c], &work[0, c], &work[1, c])
+        _check(work.shape[0] >= 3 + 2 * n_batch, "per-plane workspace")
+        for task in prange(n_batch * channels, nogil=True, schedule='static',
+                           num_threads=num_threads):
+            n = task // channels
+            c = task - n * channels
+            off = task * s
+            work[3 + 2 * n, c] = 0
+            work[4 + 2 * n, c] = 0
+            if floating is float:
+                cynn_bn_f_scale_grad(&x[0, 0, 0] + off, &dy[0, 0, 0] + off, &dx[0, 0, 0] + off,
+                                     s, gamma[c], &work[3 + 2 * n, c], &work[4 + 2 * n, c])
+            else:
+                cynn_bn_d_scale_grad(&x[0, 0, 0] + off, &dy[0, 0, 0] + off, &dx[0, 0, 0] + off,
+                                     s, gamma[c], &work[3 + 2 * n, c], &work[4 + 2 * n, c])
+        _reduce_planes(work, n_batch, channels)
     for c in range(channels):
         grad_beta[c] += <floating> work[0, c]
         grad_gamma[c] += <floating> work[1, c]

@@ -15,6 +15,13 @@ def _as_channels_view(x):
     return x.reshape(x.shape[0], x.shape[1], -1)
 
 
+def _work(workspaces, x):
+    """The kernels' float64 workspace: 3 rows of per-channel values, and for images two
+    more rows per sample for the per-plane sums."""
+    rows = 3 if x.ndim == 2 else 3 + 2 * x.shape[0]
+    return workspaces.get("work", (rows, x.shape[1]), np.float64)
+
+
 class BatchNormalization(Module):
     r"""Normalize each channel with batch statistics (training) or moving ones (evaluation).
 
@@ -99,8 +106,8 @@ class BatchNormalization(Module):
             )
         return x
 
-    def _work(self, channels):
-        return self._ws.get("work", (3, channels), np.float64)
+    def _work(self, x):
+        return _work(self._ws, x)
 
     def _moving_invstd(self):
         return (1.0 / np.sqrt(self.moving_variance.astype(np.float64) + self.eps)).astype(self.dtype)
@@ -116,7 +123,7 @@ class BatchNormalization(Module):
             var = np.empty(channels, self.dtype)
             invstd = np.empty(channels, self.dtype)
             _bn.batchnorm_forward_train(_as_channels_view(x), _as_channels_view(y),
-                                        mean, var, invstd, self._work(channels), self.eps,
+                                        mean, var, invstd, self._work(x), self.eps,
                                         get_num_threads())
             a = self.alpha
             self.moving_mean *= a
@@ -146,10 +153,10 @@ class BatchNormalization(Module):
                 var = np.empty(x.shape[1], self.dtype)
                 invstd = np.empty(x.shape[1], self.dtype)
                 _bn.batchnorm_forward_train(_as_channels_view(x), _as_channels_view(np.empty_like(x)),
-                                            mean, var, invstd, self._work(x.shape[1]), self.eps,
+                                            mean, var, invstd, self._work(x), self.eps,
                                             get_num_threads())
             _bn.batchnorm_backward_train(_as_channels_view(x), _as_channels_view(dy), mean,
-                                         invstd, _as_channels_view(dx), self._work(x.shape[1]),
+                                         invstd, _as_channels_view(dx), self._work(x),
                                          get_num_threads())
         else:
             _bn.batchnorm_backward_eval(_as_channels_view(dy), self._moving_invstd(),
@@ -225,7 +232,7 @@ class ChannelwiseScaling(Module):
         grad_beta = np.zeros_like(self.beta)
         _bn.scale_backward(_as_channels_view(x), _as_channels_view(dy), self.gamma,
                            _as_channels_view(dx), grad_gamma, grad_beta,
-                           self._ws.get("work", (3, self.n_out), np.float64), get_num_threads())
+                           _work(self._ws, x), get_num_threads())
         self._grad_cache = (input, output_grad, grad_gamma, grad_beta)
         return dx
 
@@ -240,7 +247,7 @@ class ChannelwiseScaling(Module):
             grad_beta = np.zeros_like(self.beta)
             _bn.scale_backward(_as_channels_view(x), _as_channels_view(dy), self.gamma,
                                _as_channels_view(np.empty_like(x)), grad_gamma, grad_beta,
-                               self._ws.get("work", (3, self.n_out), np.float64),
+                               _work(self._ws, x),
                                get_num_threads())
         self.gradGamma += grad_gamma
         self.gradBeta += grad_beta
