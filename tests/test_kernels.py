@@ -18,6 +18,10 @@ CONV_CASES = [
     (1, 3, 2, 4, 4, (5, 5), (1, 1), (2, 2)),      # kernel larger than the image
     (2, 1, 2, 5, 5, (2, 2), (1, 1), (3, 3)),      # padding larger than the kernel
     (4, 5, 6, 3, 3, (3, 3), (3, 3), (0, 0)),      # a single output pixel
+    # Column blocks past the ~256 KB chunk: the kernels split the output rows (3 + 3 +
+    # 3 + 1 rows here, 5 + 1 with stride 2), padding rows falling inside a chunk.
+    (2, 16, 3, 10, 48, (5, 5), (1, 1), (2, 2)),
+    (2, 16, 3, 11, 60, (5, 5), (2, 2), (2, 2)),
 ]
 
 
