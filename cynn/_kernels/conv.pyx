@@ -54,88 +54,117 @@ def debug_build():
 include "_gemm.pxi"
 
 
-cdef inline Py_ssize_t _first_valid(Py_ssize_t offset, Py_ssize_t stride) noexcept nogil:
-    # Smallest o >= 0 with o * stride + offset >= 0.
-    if offset >= 0:
-        return 0
-    return (-offset + stride - 1) // stride
+cdef extern from *:
+    """
+    /* im2col and col2im over a zero-padded copy of one sample, (C, Hp, Wp): every
+       patch read is in bounds, so the loops need no edge cases and run as plain
+       strided copies and adds that gcc vectorizes.  Built as straight loops: gcc
+       would otherwise turn the stride-1 copy into a memcpy call per output row,
+       whose call overhead cost more than the copy on rows of 8 to 32 values. */
+    #if defined(__GNUC__) && !defined(__clang__)
+    #define CYNN_NO_MEMCPY __attribute__((optimize("no-tree-loop-distribute-patterns")))
+    #else
+    #define CYNN_NO_MEMCPY
+    #endif
+    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+    #define CYNN_WIDE __attribute__((target_clones("avx512f", "avx2", "default")))
+    #else
+    #define CYNN_WIDE
+    #endif
+    #define CYNN_IM2COL(NAME, T)                                                      \
+    static CYNN_NO_MEMCPY CYNN_WIDE void NAME(const T* restrict xp, Py_ssize_t channels,        \
+            Py_ssize_t hp, Py_ssize_t wp, T* restrict col, int kh, int kw, int sh,    \
+            int sw, int oh0, int oh1, int wo) {                                       \
+        T* restrict d = col;                                                          \
+        for (Py_ssize_t c = 0; c < channels; c++)                                     \
+            for (int i = 0; i < kh; i++)                                              \
+                for (int j = 0; j < kw; j++)                                          \
+                    for (int oh = oh0; oh < oh1; oh++, d += wo) {                     \
+                        const T* restrict s = xp + (c * hp + (Py_ssize_t)oh * sh + i) * wp + j; \
+                        if (sw == 1)                                                  \
+                            for (int ow = 0; ow < wo; ow++) d[ow] = s[ow];            \
+                        else                                                          \
+                            for (int ow = 0; ow < wo; ow++) d[ow] = s[(Py_ssize_t)ow * sw]; \
+                    }                                                                 \
+    }
+    #define CYNN_COL2IM(NAME, T)                                                      \
+    static CYNN_WIDE void NAME(const T* restrict col, Py_ssize_t channels, Py_ssize_t hp,       \
+            Py_ssize_t wp, T* restrict dxp, int kh, int kw, int sh, int sw, int oh0,  \
+            int oh1, int wo) {                                                        \
+        const T* restrict s = col;                                                    \
+        for (Py_ssize_t c = 0; c < channels; c++)                                     \
+            for (int i = 0; i < kh; i++)                                              \
+                for (int j = 0; j < kw; j++)                                          \
+                    for (int oh = oh0; oh < oh1; oh++, s += wo) {                     \
+                        T* restrict d = dxp + (c * hp + (Py_ssize_t)oh * sh + i) * wp + j; \
+                        if (sw == 1)                                                  \
+                            for (int ow = 0; ow < wo; ow++) d[ow] += s[ow];           \
+                        else                                                          \
+                            for (int ow = 0; ow < wo; ow++) d[(Py_ssize_t)ow * sw] += s[ow]; \
+                    }                                                                 \
+    }
+    CYNN_IM2COL(cynn_im2col_f, float)
+    CYNN_IM2COL(cynn_im2col_d, double)
+    CYNN_COL2IM(cynn_col2im_f, float)
+    CYNN_COL2IM(cynn_col2im_d, double)
+    """
+    void cynn_im2col_f(const float* xp, Py_ssize_t channels, Py_ssize_t hp, Py_ssize_t wp,
+                       float* col, int kh, int kw, int sh, int sw, int oh0, int oh1,
+                       int wo) noexcept nogil
+    void cynn_im2col_d(const double* xp, Py_ssize_t channels, Py_ssize_t hp, Py_ssize_t wp,
+                       double* col, int kh, int kw, int sh, int sw, int oh0, int oh1,
+                       int wo) noexcept nogil
+    void cynn_col2im_f(const float* col, Py_ssize_t channels, Py_ssize_t hp, Py_ssize_t wp,
+                       float* dxp, int kh, int kw, int sh, int sw, int oh0, int oh1,
+                       int wo) noexcept nogil
+    void cynn_col2im_d(const double* col, Py_ssize_t channels, Py_ssize_t hp, Py_ssize_t wp,
+                       double* dxp, int kh, int kw, int sh, int sw, int oh0, int oh1,
+                       int wo) noexcept nogil
 
 
-cdef inline Py_ssize_t _end_valid(Py_ssize_t offset, Py_ssize_t stride, Py_ssize_t size,
-                                  Py_ssize_t n_out) noexcept nogil:
-    # One past the largest o < n_out with o * stride + offset < size.
-    cdef Py_ssize_t last
-    if offset >= size:
-        return 0
-    last = (size - 1 - offset) // stride + 1
-    return last if last < n_out else n_out
+cdef inline void _im2col_rows(const floating* xp, Py_ssize_t channels, Py_ssize_t hp,
+                              Py_ssize_t wp, floating* col, int kh, int kw, int sh, int sw,
+                              int oh0, int oh1, int wo) noexcept nogil:
+    """Unfold output rows [oh0, oh1) of one padded (C, Hp, Wp) sample into col (K, (oh1 - oh0) * Wo)."""
+    if floating is float:
+        cynn_im2col_f(xp, channels, hp, wp, col, kh, kw, sh, sw, oh0, oh1, wo)
+    else:
+        cynn_im2col_d(xp, channels, hp, wp, col, kh, kw, sh, sw, oh0, oh1, wo)
 
 
-cdef void _im2col_rows(const floating* x, Py_ssize_t channels, Py_ssize_t height,
-                       Py_ssize_t width, floating* col, int kh, int kw, int sh, int sw,
-                       int ph, int pw, int oh0, int oh1, int wo) noexcept nogil:
-    """Unfold output rows [oh0, oh1) of one (C, H, W) sample into col (K, (oh1 - oh0) * Wo)."""
-    cdef Py_ssize_t p = (oh1 - oh0) * wo, r, c, i, j, oh, ow, ih, ow_lo, ow_hi, iw0
-    cdef floating* dst
-    cdef const floating* src
-    for r in range(channels * kh * kw):
-        j = r % kw
-        i = (r // kw) % kh
-        c = r // (kw * kh)
-        dst = col + r * p - oh0 * wo
-        ow_lo = _first_valid(j - pw, sw)
-        if ow_lo > wo:
-            ow_lo = wo
-        ow_hi = _end_valid(j - pw, sw, width, wo)
-        if ow_hi < ow_lo:
-            ow_hi = ow_lo
-        for oh in range(oh0, oh1):
-            ih = oh * sh - ph + i
-            if ih < 0 or ih >= height:
-                memset(dst + oh * wo, 0, wo * sizeof(floating))
-                continue
-            src = x + (c * height + ih) * width
-            for ow in range(ow_lo):
-                dst[oh * wo + ow] = 0
-            iw0 = j - pw
-            if sw == 1:
-                # glibc's memcpy picks the widest vector copy this CPU has; the
-                # compiled loop is held to the baseline x86-64 SSE2 width.
-                memcpy(dst + oh * wo + ow_lo, src + ow_lo + iw0, (ow_hi - ow_lo) * sizeof(floating))
-            else:
-                for ow in range(ow_lo, ow_hi):
-                    dst[oh * wo + ow] = src[ow * sw + iw0]
-            for ow in range(ow_hi, wo):
-                dst[oh * wo + ow] = 0
-
-
-cdef void _col2im_rows(const floating* col, Py_ssize_t channels, Py_ssize_t height,
-                       Py_ssize_t width, floating* dx, int kh, int kw, int sh, int sw,
-                       int ph, int pw, int oh0, int oh1, int wo) noexcept nogil:
+cdef inline void _col2im_rows(const floating* col, Py_ssize_t channels, Py_ssize_t hp,
+                              Py_ssize_t wp, floating* dxp, int kh, int kw, int sh, int sw,
+                              int oh0, int oh1, int wo) noexcept nogil:
     """Add the patches of output rows [oh0, oh1), col (K, (oh1 - oh0) * Wo), into one
-    (C, H, W) sample (which the caller zeroed)."""
-    cdef Py_ssize_t p = (oh1 - oh0) * wo, r, c, i, j, oh, ow, ih, ow_lo, ow_hi, iw0
-    cdef const floating* src
-    cdef floating* dst
-    for r in range(channels * kh * kw):
-        j = r % kw
-        i = (r // kw) % kh
-        c = r // (kw * kh)
-        src = col + r * p - oh0 * wo
-        ow_lo = _first_valid(j - pw, sw)
-        ow_hi = _end_valid(j - pw, sw, width, wo)
-        iw0 = j - pw
-        for oh in range(oh0, oh1):
-            ih = oh * sh - ph + i
-            if ih < 0 or ih >= height:
-                continue
-            dst = dx + (c * height + ih) * width
-            if sw == 1:
-                for ow in range(ow_lo, ow_hi):
-                    dst[ow + iw0] += src[oh * wo + ow]
-            else:
-                for ow in range(ow_lo, ow_hi):
-                    dst[ow * sw + iw0] += src[oh * wo + ow]
+    padded (C, Hp, Wp) sample gradient."""
+    if floating is float:
+        cynn_col2im_f(col, channels, hp, wp, dxp, kh, kw, sh, sw, oh0, oh1, wo)
+    else:
+        cynn_col2im_d(col, channels, hp, wp, dxp, kh, kw, sh, sw, oh0, oh1, wo)
+
+
+cdef void _pad_sample(const floating* x, Py_ssize_t channels, Py_ssize_t height,
+                      Py_ssize_t width, int ph, int pw, floating* xp) noexcept nogil:
+    """Copy one (C, H, W) sample into the middle of a zeroed (C, H + 2ph, W + 2pw) buffer."""
+    cdef Py_ssize_t hp = height + 2 * ph, wp = width + 2 * pw, c, h
+    if ph == 0 and pw == 0:
+        memcpy(xp, x, channels * height * width * sizeof(floating))
+        return
+    memset(xp, 0, channels * hp * wp * sizeof(floating))
+    for c in range(channels):
+        for h in range(height):
+            memcpy(xp + (c * hp + h + ph) * wp + pw, x + (c * height + h) * width,
+                   width * sizeof(floating))
+
+
+cdef void _unpad_sample(const floating* xp, Py_ssize_t channels, Py_ssize_t height,
+                        Py_ssize_t width, int ph, int pw, floating* x) noexcept nogil:
+    """Copy the middle (C, H, W) of a padded (C, H + 2ph, W + 2pw) buffer out."""
+    cdef Py_ssize_t hp = height + 2 * ph, wp = width + 2 * pw, c, h
+    for c in range(channels):
+        for h in range(height):
+            memcpy(x + (c * height + h) * width, xp + (c * hp + h + ph) * wp + pw,
+                   width * sizeof(floating))
 
 
 cdef inline int _chunk_rows(Py_ssize_t k, int ho, int wo, size_t itemsize) noexcept nogil:
@@ -165,7 +194,8 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] weight
                    const floating[::1] bias, floating[:, ::1] workspace,
                    floating[:, :, :, ::1] out, int kh, int kw, int sh, int sw, int ph,
                    int pw, bint has_bias, int num_threads, bint blas_single_threaded):
-    """out[n] = weight @ im2col(x[n]) + bias; ``workspace`` holds one (K*P) row per thread."""
+    """out[n] = weight @ im2col(x[n]) + bias; ``workspace`` holds one row per thread:
+    a (K * P) column block, then the padded (C, H + 2ph, W + 2pw) sample."""
     cdef Py_ssize_t n_batch = x.shape[0], channels = x.shape[1]
     cdef Py_ssize_t height = x.shape[2], width = x.shape[3]
     cdef Py_ssize_t n_filters = weight.shape[0], k = weight.shape[1]
@@ -174,22 +204,26 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] weight
     cdef int threads = num_threads if blas_single_threaded else 1
     cdef floating bf
     cdef int rows, oh0, oh1
+    cdef Py_ssize_t hp = height + 2 * ph, wp = width + 2 * pw
     cdef floating* col
+    cdef floating* xp
     cdef floating* dst
     _check(k == channels * kh * kw, "weight shape")
     _check(out.shape[0] == n_batch and out.shape[1] == n_filters, "output shape")
     _check(_size_ok(ho, wo, height, width, kh, kw, sh, sw, ph, pw), "output size")
-    _check(workspace.shape[0] >= threads and workspace.shape[1] >= k * p, "column workspace")
+    _check(workspace.shape[0] >= threads and workspace.shape[1] >= k * p + channels * hp * wp,
+           "column workspace")
     _check(not has_bias or bias.shape[0] == n_filters, "bias shape")
     rows = _chunk_rows(k, ho, wo, sizeof(floating))
     for n in prange(n_batch, nogil=True, schedule='static', num_threads=threads):
         tid = threadid()
         col = &workspace[tid, 0]
+        xp = col + k * p
+        _pad_sample(&x[n, 0, 0, 0], channels, height, width, ph, pw, xp)
         oh0 = 0
         while oh0 < ho:
             oh1 = oh0 + rows if oh0 + rows < ho else ho
-            _im2col_rows(&x[n, 0, 0, 0], channels, height, width, col, kh, kw, sh, sw, ph, pw,
-                         oh0, oh1, wo)
+            _im2col_rows(xp, channels, hp, wp, col, kh, kw, sh, sw, oh0, oh1, wo)
             gemm_rm(False, False, <int> n_filters, (oh1 - oh0) * wo, <int> k, <floating> 1,
                     &weight[0, 0], <int> k, col, (oh1 - oh0) * wo, <floating> 0,
                     &out[n, 0, 0, 0] + oh0 * wo, <int> p)
@@ -213,26 +247,30 @@ def conv2d_grad_input(const floating[:, ::1] weight, const floating[:, :, :, ::1
     cdef int ho = dy.shape[2], wo = dy.shape[3]
     cdef Py_ssize_t p = ho * wo, n, tid
     cdef int threads = num_threads if blas_single_threaded else 1
+    cdef Py_ssize_t hp = height + 2 * ph, wp = width + 2 * pw
     cdef floating* dcol
+    cdef floating* dxp
     cdef int rows, oh0, oh1
     _check(k == channels * kh * kw, "weight shape")
     _check(dy.shape[0] == n_batch and dy.shape[1] == n_filters, "gradient shape")
     _check(_size_ok(ho, wo, height, width, kh, kw, sh, sw, ph, pw), "output size")
-    _check(workspace.shape[0] >= threads and workspace.shape[1] >= k * p, "column workspace")
+    _check(workspace.shape[0] >= threads and workspace.shape[1] >= k * p + channels * hp * wp,
+           "column workspace")
     rows = _chunk_rows(k, ho, wo, sizeof(floating))
     for n in prange(n_batch, nogil=True, schedule='static', num_threads=threads):
         tid = threadid()
         dcol = &workspace[tid, 0]
-        memset(&dx[n, 0, 0, 0], 0, channels * height * width * sizeof(floating))
+        dxp = dcol + k * p
+        memset(dxp, 0, channels * hp * wp * sizeof(floating))
         oh0 = 0
         while oh0 < ho:
             oh1 = oh0 + rows if oh0 + rows < ho else ho
             gemm_rm(True, False, <int> k, (oh1 - oh0) * wo, <int> n_filters, <floating> 1,
                     &weight[0, 0], <int> k, &dy[n, 0, 0, 0] + oh0 * wo, <int> p, <floating> 0,
                     dcol, (oh1 - oh0) * wo)
-            _col2im_rows(dcol, channels, height, width, &dx[n, 0, 0, 0], kh, kw, sh, sw, ph, pw,
-                         oh0, oh1, wo)
+            _col2im_rows(dcol, channels, hp, wp, dxp, kh, kw, sh, sw, oh0, oh1, wo)
             oh0 = oh1
+        _unpad_sample(dxp, channels, height, width, ph, pw, &dx[n, 0, 0, 0])
 
 
 def conv2d_grad_params(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] dy,
@@ -254,31 +292,35 @@ def conv2d_grad_params(const floating[:, :, :, ::1] x, const floating[:, :, :, :
     cdef int threads = num_threads if blas_single_threaded else 1
     cdef double total
     cdef floating acc
+    cdef Py_ssize_t hp = height + 2 * ph, wp = width + 2 * pw
     cdef floating* col
+    cdef floating* xp
     cdef int rows = _chunk_rows(k, ho, wo, sizeof(floating)), oh0, oh1
     cdef const floating* src
     _check(k == channels * kh * kw, "weight gradient shape")
     _check(dy.shape[0] == n_batch and dy.shape[1] == n_filters, "gradient shape")
     _check(_size_ok(ho, wo, height, width, kh, kw, sh, sw, ph, pw), "output size")
-    _check(workspace.shape[0] >= threads and workspace.shape[1] >= k * p, "column workspace")
+    _check(workspace.shape[0] >= threads and workspace.shape[1] >= k * p + channels * hp * wp,
+           "column workspace")
     _check(n_groups >= 1 and partial.shape[1] == k and partial.shape[2] == n_filters,
            "partial-sum workspace")
     _check(not has_bias or grad_bias.shape[0] == n_filters, "bias gradient shape")
     for g in prange(n_groups, nogil=True, schedule='static', num_threads=threads):
         tid = threadid()
         col = &workspace[tid, 0]
+        xp = col + k * p
         first = g * n_batch // n_groups
         last = (g + 1) * n_batch // n_groups
         memset(&partial[g, 0, 0], 0, n_filters * k * sizeof(floating))
         for n in range(first, last):
+            _pad_sample(&x[n, 0, 0, 0], channels, height, width, ph, pw, xp)
             # The transposed product part^T (K, F) += col (K, P) @ dy[n]^T runs 15-45%
             # faster in the BLAS than part (F, K) += dy[n] @ col^T (measured for F of
             # 16 to 64), most for few filters.  Column chunks as in the forward pass.
             oh0 = 0
             while oh0 < ho:
                 oh1 = oh0 + rows if oh0 + rows < ho else ho
-                _im2col_rows(&x[n, 0, 0, 0], channels, height, width, col, kh, kw, sh, sw,
-                             ph, pw, oh0, oh1, wo)
+                _im2col_rows(xp, channels, hp, wp, col, kh, kw, sh, sw, oh0, oh1, wo)
                 gemm_rm(False, True, <int> k, <int> n_filters, (oh1 - oh0) * wo, <floating> 1,
                         col, (oh1 - oh0) * wo, &dy[n, 0, 0, 0] + oh0 * wo, <int> p,
                         <floating> 1, &partial[g, 0, 0], <int> n_filters)

@@ -117,11 +117,13 @@ class Conv2d(Module):
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         return kh, kw, sh, sw, ph, pw
 
-    def _columns(self, out_hw):
-        """Per-thread im2col workspace: one (K * P) row per thread."""
+    def _columns(self, in_shape, out_hw):
+        """Per-thread workspace: a (K * P) column block and a padded (C, Hp, Wp) sample."""
         threads = get_num_threads()
         k = self.W[0].size
-        return self._ws.get("col", (threads, k * out_hw[0] * out_hw[1]), self.dtype)
+        (ph, pw), (h, w) = self.padding, in_shape[2:]
+        size = k * out_hw[0] * out_hw[1] + in_shape[1] * (h + 2 * ph) * (w + 2 * pw)
+        return self._ws.get("col", (threads, size), self.dtype)
 
     def _compute_output(self, input):
         x, out_hw = self._check_input(input)
@@ -129,7 +131,7 @@ class Conv2d(Module):
         out = np.empty((x.shape[0], f) + out_hw, dtype=self.dtype)
         bias = self.b if self.b is not None else np.empty(0, self.dtype)
         kh, kw, sh, sw, ph, pw = self._geometry()
-        _conv.conv2d_forward(x, self.W.reshape(f, k), bias, self._columns(out_hw), out,
+        _conv.conv2d_forward(x, self.W.reshape(f, k), bias, self._columns(x.shape, out_hw), out,
                              kh, kw, sh, sw, ph, pw, self.b is not None, get_num_threads(),
                              kernel_blas_single_threaded())
         return out
@@ -139,7 +141,7 @@ class Conv2d(Module):
         f, k = self.out_channels, self.W[0].size
         dy = check_grad_input(self, x, output_grad, (x.shape[0], f) + out_hw, self.dtype)
         dx = np.empty(x.shape, dtype=self.dtype)
-        _conv.conv2d_grad_input(self.W.reshape(f, k), dy, self._columns(out_hw), dx,
+        _conv.conv2d_grad_input(self.W.reshape(f, k), dy, self._columns(x.shape, out_hw), dx,
                                 *self._geometry(), get_num_threads(), kernel_blas_single_threaded())
         return dx
 
@@ -153,7 +155,7 @@ class Conv2d(Module):
         partial = self._ws.get("partial", (groups, k, f), self.dtype)
         grad_b = self.gradb if self.gradb is not None else np.empty(0, self.dtype)
         _conv.conv2d_grad_params(x, dy, self.gradW.reshape(f, k), grad_b, self.b is not None,
-                                 self._columns(out_hw), partial, *self._geometry(),
+                                 self._columns(x.shape, out_hw), partial, *self._geometry(),
                                  get_num_threads(), kernel_blas_single_threaded())
 
     def _on_astype(self, dtype):
