@@ -210,22 +210,26 @@ def test_kernels_reject_inconsistent_shapes():
     from cynn._kernels import conv, pooling
 
     x = np.zeros((2, 3, 5, 5), np.float32)
-    w = np.zeros((4, 27), np.float32)
+    w = np.zeros((4, 28), np.float32)  # (F, K + 1): the bias is the last column
     out = np.zeros((2, 4, 5, 5), np.float32)
-    bias = np.zeros(4, np.float32)
+    enough = 28 * 25 + 3 * 7 * 7  # (K + 1) * P columns and a padded (3, 7, 7) sample
+    conv.conv2d_forward(x, w, np.zeros((1, enough), np.float32), out, 3, 3, 1, 1, 1, 1, True, 1, True)
     with pytest.raises(ValueError, match="inconsistent column workspace"):
-        conv.conv2d_forward(x, w, bias, np.zeros((1, 10), np.float32), out, 3, 3, 1, 1, 1, 1, True, 1, True)
+        conv.conv2d_forward(x, w, np.zeros((1, enough - 1), np.float32), out, 3, 3, 1, 1, 1, 1, True, 1, True)
+    with pytest.raises(ValueError, match="inconsistent weight shape"):
+        conv.conv2d_forward(x, w[:, :27].copy(), np.zeros((1, enough), np.float32), out,
+                            3, 3, 1, 1, 1, 1, True, 1, True)
     with pytest.raises(ValueError, match="inconsistent output size"):
-        conv.conv2d_forward(x, w, bias, np.zeros((1, 675), np.float32), out, 3, 3, 2, 2, 1, 1, True, 1, True)
+        conv.conv2d_forward(x, w, np.zeros((1, enough), np.float32), out, 3, 3, 2, 2, 1, 1, True, 1, True)
     with pytest.raises(ValueError, match="inconsistent column workspace"):
         # two threads need two workspace rows
-        conv.conv2d_forward(x, w, bias, np.zeros((1, 675), np.float32), out, 3, 3, 1, 1, 1, 1, True, 2, True)
+        conv.conv2d_forward(x, w, np.zeros((1, enough), np.float32), out, 3, 3, 1, 1, 1, 1, True, 2, True)
     with pytest.raises(ValueError, match="inconsistent"):
         pooling.maxpool2d_forward(x, np.zeros((2, 3, 3, 3), np.float32),
                                   np.zeros((2, 3, 2, 2), np.int32), 2, 2, 2, 2, 0, 0, 1)
     with pytest.raises((ValueError, TypeError)):
         # Mixed dtypes cannot reach the loops.
-        conv.conv2d_forward(x, w.astype(np.float64), bias, np.zeros((1, 675), np.float32),
+        conv.conv2d_forward(x, w.astype(np.float64), np.zeros((1, enough), np.float32),
                             out, 3, 3, 1, 1, 1, 1, True, 1, True)
 
 

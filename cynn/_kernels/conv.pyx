@@ -103,20 +103,6 @@ cdef extern from *:
                             for (int ow = 0; ow < wo; ow++) d[(Py_ssize_t)ow * sw] += s[ow]; \
                     }                                                                 \
     }
-    /* Sum of n values in eight double lanes, added up in a fixed order: the same
-       result from every clone and for any thread count. */
-    #define CYNN_SUM(NAME, T)                                                         \
-    static CYNN_WIDE double NAME(const T* restrict x, Py_ssize_t n) {                 \
-        double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, total = 0;                          \
-        Py_ssize_t i = 0;                                                             \
-        for (; i + 8 <= n; i += 8)                                                    \
-            for (int l = 0; l < 8; l++) acc[l] += (double)x[i + l];                   \
-        for (; i < n; i++) total += (double)x[i];                                     \
-        for (int l = 0; l < 8; l++) total += acc[l];                                  \
-        return total;                                                                 \
-    }
-    CYNN_SUM(cynn_sum_f, float)
-    CYNN_SUM(cynn_sum_d, double)
     CYNN_IM2COL(cynn_im2col_f, float)
     CYNN_IM2COL(cynn_im2col_d, double)
     CYNN_COL2IM(cynn_col2im_f, float)
@@ -131,8 +117,6 @@ cdef extern from *:
     void cynn_col2im_f(const float* col, Py_ssize_t channels, Py_ssize_t hp, Py_ssize_t wp,
                        float* dxp, int kh, int kw, int sh, int sw, int oh0, int oh1,
                        int wo) noexcept nogil
-    double cynn_sum_f(const float* x, Py_ssize_t n) noexcept nogil
-    double cynn_sum_d(const double* x, Py_ssize_t n) noexcept nogil
     void cynn_col2im_d(const double* col, Py_ssize_t channels, Py_ssize_t hp, Py_ssize_t wp,
                        double* dxp, int kh, int kw, int sh, int sw, int oh0, int oh1,
                        int wo) noexcept nogil
@@ -206,50 +190,52 @@ cdef inline bint _size_ok(Py_ssize_t ho, Py_ssize_t wo, Py_ssize_t h, Py_ssize_t
             and wo == (w + 2 * pw - kw) // sw + 1)
 
 
+cdef inline void _fill_ones(floating* row, Py_ssize_t count) noexcept nogil:
+    cdef Py_ssize_t q
+    for q in range(count):
+        row[q] = 1
+
+
 def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] weight,
-                   const floating[::1] bias, floating[:, ::1] workspace,
-                   floating[:, :, :, ::1] out, int kh, int kw, int sh, int sw, int ph,
-                   int pw, bint has_bias, int num_threads, bint blas_single_threaded):
-    """out[n] = weight @ im2col(x[n]) + bias; ``workspace`` holds one row per thread:
-    a (K * P) column block, then the padded (C, H + 2ph, W + 2pw) sample."""
+                   floating[:, ::1] workspace, floating[:, :, :, ::1] out, int kh, int kw,
+                   int sh, int sw, int ph, int pw, bint has_bias, int num_threads,
+                   bint blas_single_threaded):
+    """out[n] = weight @ im2col(x[n]), where with a bias ``weight`` is (F, K + 1) with the
+    bias as its last column and the column block gets a last row of ones, so the GEMM
+    adds the bias in the same sweep that writes the output.  ``workspace`` holds one row
+    per thread: a ((K + 1) * P) column block, then the padded (C, H + 2ph, W + 2pw) sample."""
     cdef Py_ssize_t n_batch = x.shape[0], channels = x.shape[1]
     cdef Py_ssize_t height = x.shape[2], width = x.shape[3]
-    cdef Py_ssize_t n_filters = weight.shape[0], k = weight.shape[1]
+    cdef Py_ssize_t n_filters = weight.shape[0], k = channels * kh * kw
+    cdef Py_ssize_t kk = k + has_bias
     cdef int ho = out.shape[2], wo = out.shape[3]
-    cdef Py_ssize_t p = ho * wo, n, f, q, tid
+    cdef Py_ssize_t p = ho * wo, n, tid
     cdef int threads = num_threads if blas_single_threaded else 1
-    cdef floating bf
     cdef int rows, oh0, oh1
     cdef Py_ssize_t hp = height + 2 * ph, wp = width + 2 * pw
     cdef floating* col
     cdef floating* xp
-    cdef floating* dst
-    _check(k == channels * kh * kw, "weight shape")
+    _check(weight.shape[1] == kk, "weight shape")
     _check(out.shape[0] == n_batch and out.shape[1] == n_filters, "output shape")
     _check(_size_ok(ho, wo, height, width, kh, kw, sh, sw, ph, pw), "output size")
-    _check(workspace.shape[0] >= threads and workspace.shape[1] >= k * p + channels * hp * wp,
+    _check(workspace.shape[0] >= threads and workspace.shape[1] >= kk * p + channels * hp * wp,
            "column workspace")
-    _check(not has_bias or bias.shape[0] == n_filters, "bias shape")
-    rows = _chunk_rows(k, ho, wo, sizeof(floating))
+    rows = _chunk_rows(kk, ho, wo, sizeof(floating))
     for n in prange(n_batch, nogil=True, schedule='static', num_threads=threads):
         tid = threadid()
         col = &workspace[tid, 0]
-        xp = col + k * p
+        xp = col + kk * p
         _pad_sample(&x[n, 0, 0, 0], channels, height, width, ph, pw, xp)
         oh0 = 0
         while oh0 < ho:
             oh1 = oh0 + rows if oh0 + rows < ho else ho
             _im2col_rows(xp, channels, hp, wp, col, kh, kw, sh, sw, oh0, oh1, wo)
-            gemm_rm(False, False, <int> n_filters, (oh1 - oh0) * wo, <int> k, <floating> 1,
-                    &weight[0, 0], <int> k, col, (oh1 - oh0) * wo, <floating> 0,
+            if has_bias:
+                _fill_ones(col + k * (oh1 - oh0) * wo, (oh1 - oh0) * wo)
+            gemm_rm(False, False, <int> n_filters, (oh1 - oh0) * wo, <int> kk, <floating> 1,
+                    &weight[0, 0], <int> kk, col, (oh1 - oh0) * wo, <floating> 0,
                     &out[n, 0, 0, 0] + oh0 * wo, <int> p)
             oh0 = oh1
-        if has_bias:
-            for f in range(n_filters):
-                bf = bias[f]
-                dst = &out[n, f, 0, 0]
-                for q in range(p):
-                    dst[q] = dst[q] + bf
 
 
 def conv2d_grad_input(const floating[:, ::1] weight, const floating[:, :, :, ::1] dy,
@@ -296,8 +282,10 @@ def conv2d_grad_params(const floating[:, :, :, ::1] x, const floating[:, :, :, :
                        bint blas_single_threaded):
     """grad_weight += sum_n dy[n] @ im2col(x[n])^T and grad_bias += sum dy, in a fixed order.
 
-    ``partial`` (G, K, F) holds one transposed partial sum per group of consecutive
-    samples; G is chosen by the caller independently of the thread count.
+    ``partial`` (G, K + has_bias, F) holds one transposed partial sum per group of
+    consecutive samples; G is chosen by the caller independently of the thread count.
+    With a bias the column block gets a last row of ones, so the same GEMM sums dy
+    into the bias gradient (row K of ``partial``).
     """
     cdef Py_ssize_t n_batch = x.shape[0], channels = x.shape[1]
     cdef Py_ssize_t height = x.shape[2], width = x.shape[3]
@@ -306,28 +294,27 @@ def conv2d_grad_params(const floating[:, :, :, ::1] x, const floating[:, :, :, :
     cdef int ho = dy.shape[2], wo = dy.shape[3]
     cdef Py_ssize_t p = ho * wo, n, g, f, e, q, tid, first, last
     cdef int threads = num_threads if blas_single_threaded else 1
-    cdef double total
     cdef floating acc
     cdef Py_ssize_t hp = height + 2 * ph, wp = width + 2 * pw
     cdef floating* col
     cdef floating* xp
-    cdef int rows = _chunk_rows(k, ho, wo, sizeof(floating)), oh0, oh1
-    cdef const floating* src
+    cdef Py_ssize_t kk = k + has_bias
+    cdef int rows = _chunk_rows(kk, ho, wo, sizeof(floating)), oh0, oh1
     _check(k == channels * kh * kw, "weight gradient shape")
     _check(dy.shape[0] == n_batch and dy.shape[1] == n_filters, "gradient shape")
     _check(_size_ok(ho, wo, height, width, kh, kw, sh, sw, ph, pw), "output size")
-    _check(workspace.shape[0] >= threads and workspace.shape[1] >= k * p + channels * hp * wp,
+    _check(workspace.shape[0] >= threads and workspace.shape[1] >= kk * p + channels * hp * wp,
            "column workspace")
-    _check(n_groups >= 1 and partial.shape[1] == k and partial.shape[2] == n_filters,
+    _check(n_groups >= 1 and partial.shape[1] == kk and partial.shape[2] == n_filters,
            "partial-sum workspace")
     _check(not has_bias or grad_bias.shape[0] == n_filters, "bias gradient shape")
     for g in prange(n_groups, nogil=True, schedule='static', num_threads=threads):
         tid = threadid()
         col = &workspace[tid, 0]
-        xp = col + k * p
+        xp = col + kk * p
         first = g * n_batch // n_groups
         last = (g + 1) * n_batch // n_groups
-        memset(&partial[g, 0, 0], 0, n_filters * k * sizeof(floating))
+        memset(&partial[g, 0, 0], 0, n_filters * kk * sizeof(floating))
         for n in range(first, last):
             _pad_sample(&x[n, 0, 0, 0], channels, height, width, ph, pw, xp)
             # The transposed product part^T (K, F) += col (K, P) @ dy[n]^T runs 15-45%
@@ -337,7 +324,9 @@ def conv2d_grad_params(const floating[:, :, :, ::1] x, const floating[:, :, :, :
             while oh0 < ho:
                 oh1 = oh0 + rows if oh0 + rows < ho else ho
                 _im2col_rows(xp, channels, hp, wp, col, kh, kw, sh, sw, oh0, oh1, wo)
-                gemm_rm(False, True, <int> k, <int> n_filters, (oh1 - oh0) * wo, <floating> 1,
+                if has_bias:
+                    _fill_ones(col + k * (oh1 - oh0) * wo, (oh1 - oh0) * wo)
+                gemm_rm(False, True, <int> kk, <int> n_filters, (oh1 - oh0) * wo, <floating> 1,
                         col, (oh1 - oh0) * wo, &dy[n, 0, 0, 0] + oh0 * wo, <int> p,
                         <floating> 1, &partial[g, 0, 0], <int> n_filters)
                 oh0 = oh1
@@ -348,11 +337,8 @@ def conv2d_grad_params(const floating[:, :, :, ::1] x, const floating[:, :, :, :
             acc = acc + partial[g, e - f * k, f]
         grad_weight[f, e - f * k] += acc
     if has_bias:
-        for f in prange(n_filters, nogil=True, schedule='static', num_threads=num_threads):
-            total = 0
-            for n in range(n_batch):
-                if floating is float:
-                    total = total + cynn_sum_f(&dy[n, f, 0, 0], p)
-                else:
-                    total = total + cynn_sum_d(&dy[n, f, 0, 0], p)
-            grad_bias[f] += <floating> total
+        for f in range(n_filters):
+            acc = 0
+            for g in range(n_groups):
+                acc = acc + partial[g, k, f]
+            grad_bias[f] += acc

@@ -118,22 +118,27 @@ class Conv2d(Module):
         return kh, kw, sh, sw, ph, pw
 
     def _columns(self, in_shape, out_hw):
-        """Per-thread workspace: a (K * P) column block and a padded (C, Hp, Wp) sample."""
+        """Per-thread workspace: a ((K + 1) * P) column block (one row of ones for the
+        bias) and a padded (C, Hp, Wp) sample."""
         threads = get_num_threads()
         k = self.W[0].size
         (ph, pw), (h, w) = self.padding, in_shape[2:]
-        size = k * out_hw[0] * out_hw[1] + in_shape[1] * (h + 2 * ph) * (w + 2 * pw)
+        size = (k + 1) * out_hw[0] * out_hw[1] + in_shape[1] * (h + 2 * ph) * (w + 2 * pw)
         return self._ws.get("col", (threads, size), self.dtype)
 
     def _compute_output(self, input):
         x, out_hw = self._check_input(input)
         f, k = self.out_channels, self.W[0].size
         out = np.empty((x.shape[0], f) + out_hw, dtype=self.dtype)
-        bias = self.b if self.b is not None else np.empty(0, self.dtype)
-        kh, kw, sh, sw, ph, pw = self._geometry()
-        _conv.conv2d_forward(x, self.W.reshape(f, k), bias, self._columns(x.shape, out_hw), out,
-                             kh, kw, sh, sw, ph, pw, self.b is not None, get_num_threads(),
-                             kernel_blas_single_threaded())
+        if self.b is not None:
+            # [W | b]: the kernel's GEMM adds the bias through a row of ones.
+            weight = self._ws.get("weight_bias", (f, k + 1), self.dtype)
+            weight[:, :k] = self.W.reshape(f, k)
+            weight[:, k] = self.b
+        else:
+            weight = self.W.reshape(f, k)
+        _conv.conv2d_forward(x, weight, self._columns(x.shape, out_hw), out, *self._geometry(),
+                             self.b is not None, get_num_threads(), kernel_blas_single_threaded())
         return out
 
     def _compute_input_grad(self, input, output_grad):
@@ -152,7 +157,7 @@ class Conv2d(Module):
         # A fixed number of partial sums, whatever the thread count, keeps the
         # weight gradient bit-identical for any number of threads.
         groups = min(x.shape[0], self._GRAD_GROUPS)
-        partial = self._ws.get("partial", (groups, k, f), self.dtype)
+        partial = self._ws.get("partial", (groups, k + (self.b is not None), f), self.dtype)
         grad_b = self.gradb if self.gradb is not None else np.empty(0, self.dtype)
         _conv.conv2d_grad_params(x, dy, self.gradW.reshape(f, k), grad_b, self.b is not None,
                                  self._columns(x.shape, out_hw), partial, *self._geometry(),
