@@ -64,6 +64,29 @@ def test_conv2d_matches_reference(case, dtype, kind, rng):
     np.testing.assert_allclose(conv.gradb, db_ref, **tol)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CONV_CASES)
+@pytest.mark.parametrize("as_conv", [True, False])
+def test_conv2d_input_grad_paths_match_reference(case, dtype, as_conv, rng, monkeypatch):
+    """Both input-gradient paths (a correlation of dy with the flipped kernel, or a GEMM
+    and col2im), forced on every case; the first falls back where it does not apply
+    (stride 2, padding past the kernel)."""
+    n, c, f, h, w, k, s, p = case
+    monkeypatch.setattr(cynn.Conv2d, "_FLIP_MIN_CHANNELS", 1 if as_conv else 10**9)
+    monkeypatch.setattr(cynn.Conv2d, "_FLIP_MAX_RATIO", 10**9)
+    conv = cynn.Conv2d(c, f, k, stride=s, padding=p, dtype=dtype, random_state=0)
+    kh, kw = conv.kernel_size
+    ph, pw = conv.padding
+    assert conv._grad_input_as_conv(ph, pw) == (as_conv and s == (1, 1) and ph < kh and pw < kw)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    dy = rng.standard_normal(conv.forward(x).shape).astype(dtype)
+    dx = conv.backward(x, dy)
+    dx_ref = ref.conv2d_backward(x.astype(np.float64), conv.W.astype(np.float64),
+                                 dy.astype(np.float64), s, p)[0]
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dx, dx_ref, **tol)
+
+
 def test_conv2d_without_bias_matches_reference(rng):
     conv = cynn.Conv2d(2, 3, 3, bias=False, dtype=np.float64, random_state=0)
     x = rng.standard_normal((2, 2, 5, 4))

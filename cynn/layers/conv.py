@@ -74,6 +74,10 @@ class Conv2d(Module):
     # Partial sums of the weight gradient (groups of samples).  More groups than
     # threads balances the load; the number must not depend on the thread count.
     _GRAD_GROUPS = 8
+    # Input gradient as a correlation of dy (see _compute_input_grad) when there are at
+    # least this many input channels and at most this many output channels per input one.
+    _FLIP_MIN_CHANNELS = 8
+    _FLIP_MAX_RATIO = 1
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding="same",
                  bias=True, dtype=np.float32, random_state=None, init="seed"):
@@ -146,9 +150,30 @@ class Conv2d(Module):
         f, k = self.out_channels, self.W[0].size
         dy = check_grad_input(self, x, output_grad, (x.shape[0], f) + out_hw, self.dtype)
         dx = np.empty(x.shape, dtype=self.dtype)
-        _conv.conv2d_grad_input(self.W.reshape(f, k), dy, self._columns(x.shape, out_hw), dx,
-                                *self._geometry(), get_num_threads(), kernel_blas_single_threaded())
+        kh, kw, sh, sw, ph, pw = self._geometry()
+        if self._grad_input_as_conv(ph, pw):
+            # dx is the stride-1 correlation of dy with the flipped, transposed kernel
+            # (C, F, kh, kw), padded by k - 1 - p: one GEMM of depth F * kh * kw per
+            # column block instead of a depth-F GEMM and a col2im scatter.
+            c = self.in_channels
+            w_t = self._ws.get("weight_t", (c, f * kh * kw), self.dtype)
+            w_t.reshape(c, f, kh, kw)[...] = self.W.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]
+            qh, qw = kh - 1 - ph, kw - 1 - pw
+            size = f * kh * kw * x.shape[2] * x.shape[3] + f * (out_hw[0] + 2 * qh) * (out_hw[1] + 2 * qw)
+            ws = self._ws.get("col", (get_num_threads(), size), self.dtype)
+            _conv.conv2d_forward(dy, w_t, ws, dx, kh, kw, 1, 1, qh, qw, False, get_num_threads(),
+                                 kernel_blas_single_threaded())
+        else:
+            _conv.conv2d_grad_input(self.W.reshape(f, k), dy, self._columns(x.shape, out_hw), dx,
+                                    kh, kw, sh, sw, ph, pw, get_num_threads(),
+                                    kernel_blas_single_threaded())
         return dx
+
+    def _grad_input_as_conv(self, ph, pw):
+        kh, kw = self.kernel_size
+        return (self.stride == (1, 1) and ph <= kh - 1 and pw <= kw - 1
+                and self.in_channels >= self._FLIP_MIN_CHANNELS
+                and self.out_channels <= self.in_channels * self._FLIP_MAX_RATIO)
 
     def _update_parameters_grad(self, input, output_grad):
         x, out_hw = self._check_input(input)
