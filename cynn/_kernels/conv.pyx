@@ -1,15 +1,19 @@
 """Conv2d kernels: per-sample im2col / col2im around BLAS GEMMs.
 
 Layout.  Input x is (N, C, H, W), output y is (N, F, Ho, Wo), P = Ho * Wo and
-K = C * kh * kw.  Each sample n is unfolded into a (K, P) column matrix with row
-``r = (c * kh + i) * kw + j`` and column ``oh * Wo + ow``, in a per-thread workspace
-small enough to stay in cache, and then
+K = C * kh * kw.  Each sample is first copied into a zero-padded (C, H + 2ph, W + 2pw)
+buffer, so that every patch read is in bounds; it is then unfolded into a (K, P) column
+matrix with row ``r = (c * kh + i) * kw + j`` and column ``oh * Wo + ow``, a block of
+output rows at a time small enough to stay in cache between im2col and the GEMM:
 
-    forward:     y[n]  (F, P) = W (F, K) @ col_n + b
+    forward:     y[n]  (F, P) = [W | b] (F, K + 1) @ [col_n; 1]
     input grad:  dcol  (K, P) = W^T @ dy[n]             then dx[n] = col2im(dcol)
-    weight grad: part[g] (K, F) += col_n @ dy[n]^T       for the samples n of group g
-                 gW += (part[0] + part[1] + ...)^T       in group order
-    bias grad:   gb[f] += sum over n, p of dy[n, f, p]
+    weight grad: part[g] (K + 1, F) += [col_n; 1] @ dy[n]^T   for the samples n of group g
+                 [gW | gb] += (part[0] + part[1] + ...)^T     in group order
+
+The row of ones folds the bias into the GEMMs: no separate sweep over y or dy.  (The
+layer computes the input gradient for F <= C as ``conv2d_forward`` of dy with the
+flipped kernel instead; see ``Conv2d._compute_input_grad``.)
 
 Threads.  Samples (and groups of samples) are spread over OpenMP threads with a static
 schedule; each thread calls a single-threaded GEMM on its own sample, so BLAS threads
