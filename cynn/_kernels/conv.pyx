@@ -70,7 +70,9 @@ cdef extern from *:
     #else
     #define CYNN_NO_MEMCPY
     #endif
-    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
+        && defined(__GLIBC__)
+    /* Clones for AVX-512 and AVX2, picked once at load time (an ifunc: glibc only). */
     #define CYNN_WIDE __attribute__((target_clones("avx512f", "avx2", "default")))
     #else
     #define CYNN_WIDE
@@ -183,6 +185,21 @@ cdef inline int _chunk_rows(Py_ssize_t k, int ho, int wo, size_t itemsize) noexc
     return <int> rows
 
 
+cdef inline Py_ssize_t _block(Py_ssize_t k, int ho, int wo, size_t itemsize) noexcept nogil:
+    """Length of the column block: k rows of one chunk of output rows."""
+    return k * _chunk_rows(k, ho, wo, itemsize) * wo
+
+
+def workspace_size(Py_ssize_t channels, Py_ssize_t height, Py_ssize_t width, int kh, int kw,
+                   int ph, int pw, int ho, int wo, Py_ssize_t itemsize):
+    """Per-thread workspace length, in items, that every kernel here accepts for this
+    geometry: a column block of K or K + 1 rows, whichever is longer, then the padded
+    (C, H + 2ph, W + 2pw) sample."""
+    cdef Py_ssize_t k = channels * kh * kw
+    cdef Py_ssize_t block = max(_block(k, ho, wo, itemsize), _block(k + 1, ho, wo, itemsize))
+    return block + channels * (height + 2 * ph) * (width + 2 * pw)
+
+
 def _check(bint ok, str what):
     if not ok:
         raise ValueError(f"conv kernel: inconsistent {what}")
@@ -207,13 +224,14 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] weight
     """out[n] = weight @ im2col(x[n]), where with a bias ``weight`` is (F, K + 1) with the
     bias as its last column and the column block gets a last row of ones, so the GEMM
     adds the bias in the same sweep that writes the output.  ``workspace`` holds one row
-    per thread: a ((K + 1) * P) column block, then the padded (C, H + 2ph, W + 2pw) sample."""
+    per thread: a column block of K + 1 rows, then the padded (C, H + 2ph, W + 2pw) sample
+    (``workspace_size`` gives the length)."""
     cdef Py_ssize_t n_batch = x.shape[0], channels = x.shape[1]
     cdef Py_ssize_t height = x.shape[2], width = x.shape[3]
     cdef Py_ssize_t n_filters = weight.shape[0], k = channels * kh * kw
     cdef Py_ssize_t kk = k + has_bias
     cdef int ho = out.shape[2], wo = out.shape[3]
-    cdef Py_ssize_t p = ho * wo, n, tid
+    cdef Py_ssize_t p = ho * wo, n, tid, block
     cdef int threads = num_threads if blas_single_threaded else 1
     cdef int rows, oh0, oh1
     cdef Py_ssize_t hp = height + 2 * ph, wp = width + 2 * pw
@@ -222,13 +240,14 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] weight
     _check(weight.shape[1] == kk, "weight shape")
     _check(out.shape[0] == n_batch and out.shape[1] == n_filters, "output shape")
     _check(_size_ok(ho, wo, height, width, kh, kw, sh, sw, ph, pw), "output size")
-    _check(workspace.shape[0] >= threads and workspace.shape[1] >= kk * p + channels * hp * wp,
+    block = _block(kk, ho, wo, sizeof(floating))
+    _check(workspace.shape[0] >= threads and workspace.shape[1] >= block + channels * hp * wp,
            "column workspace")
     rows = _chunk_rows(kk, ho, wo, sizeof(floating))
     for n in prange(n_batch, nogil=True, schedule='static', num_threads=threads):
         tid = threadid()
         col = &workspace[tid, 0]
-        xp = col + kk * p
+        xp = col + block
         _pad_sample(&x[n, 0, 0, 0], channels, height, width, ph, pw, xp)
         oh0 = 0
         while oh0 < ho:
@@ -251,7 +270,7 @@ def conv2d_grad_input(const floating[:, ::1] weight, const floating[:, :, :, ::1
     cdef Py_ssize_t height = dx.shape[2], width = dx.shape[3]
     cdef Py_ssize_t n_filters = weight.shape[0], k = weight.shape[1]
     cdef int ho = dy.shape[2], wo = dy.shape[3]
-    cdef Py_ssize_t p = ho * wo, n, tid
+    cdef Py_ssize_t p = ho * wo, n, tid, block
     cdef int threads = num_threads if blas_single_threaded else 1
     cdef Py_ssize_t hp = height + 2 * ph, wp = width + 2 * pw
     cdef floating* dcol
@@ -260,13 +279,14 @@ def conv2d_grad_input(const floating[:, ::1] weight, const floating[:, :, :, ::1
     _check(k == channels * kh * kw, "weight shape")
     _check(dy.shape[0] == n_batch and dy.shape[1] == n_filters, "gradient shape")
     _check(_size_ok(ho, wo, height, width, kh, kw, sh, sw, ph, pw), "output size")
-    _check(workspace.shape[0] >= threads and workspace.shape[1] >= k * p + channels * hp * wp,
+    block = _block(k, ho, wo, sizeof(floating))
+    _check(workspace.shape[0] >= threads and workspace.shape[1] >= block + channels * hp * wp,
            "column workspace")
     rows = _chunk_rows(k, ho, wo, sizeof(floating))
     for n in prange(n_batch, nogil=True, schedule='static', num_threads=threads):
         tid = threadid()
         dcol = &workspace[tid, 0]
-        dxp = dcol + k * p
+        dxp = dcol + block
         memset(dxp, 0, channels * hp * wp * sizeof(floating))
         oh0 = 0
         while oh0 < ho:
@@ -307,7 +327,8 @@ def conv2d_grad_params(const floating[:, :, :, ::1] x, const floating[:, :, :, :
     _check(k == channels * kh * kw, "weight gradient shape")
     _check(dy.shape[0] == n_batch and dy.shape[1] == n_filters, "gradient shape")
     _check(_size_ok(ho, wo, height, width, kh, kw, sh, sw, ph, pw), "output size")
-    _check(workspace.shape[0] >= threads and workspace.shape[1] >= kk * p + channels * hp * wp,
+    cdef Py_ssize_t block = _block(kk, ho, wo, sizeof(floating))
+    _check(workspace.shape[0] >= threads and workspace.shape[1] >= block + channels * hp * wp,
            "column workspace")
     _check(n_groups >= 1 and partial.shape[1] == kk and partial.shape[2] == n_filters,
            "partial-sum workspace")
@@ -315,7 +336,7 @@ def conv2d_grad_params(const floating[:, :, :, ::1] x, const floating[:, :, :, :
     for g in prange(n_groups, nogil=True, schedule='static', num_threads=threads):
         tid = threadid()
         col = &workspace[tid, 0]
-        xp = col + kk * p
+        xp = col + block
         first = g * n_batch // n_groups
         last = (g + 1) * n_batch // n_groups
         memset(&partial[g, 0, 0], 0, n_filters * kk * sizeof(floating))

@@ -121,14 +121,13 @@ class Conv2d(Module):
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         return kh, kw, sh, sw, ph, pw
 
-    def _columns(self, in_shape, out_hw):
-        """Per-thread workspace: a ((K + 1) * P) column block (one row of ones for the
-        bias) and a padded (C, Hp, Wp) sample."""
-        threads = get_num_threads()
-        k = self.W[0].size
-        (ph, pw), (h, w) = self.padding, in_shape[2:]
-        size = (k + 1) * out_hw[0] * out_hw[1] + in_shape[1] * (h + 2 * ph) * (w + 2 * pw)
-        return self._ws.get("col", (threads, size), self.dtype)
+    def _columns(self, in_shape, out_hw, padding=None):
+        """Per-thread kernel workspace: a column block (one chunk of output rows) and a
+        padded copy of one sample."""
+        (ph, pw), (kh, kw) = padding or self.padding, self.kernel_size
+        size = _conv.workspace_size(in_shape[1], in_shape[2], in_shape[3], kh, kw, ph, pw,
+                                    out_hw[0], out_hw[1], self.dtype.itemsize)
+        return self._ws.get("col", (get_num_threads(), size), self.dtype)
 
     def _compute_output(self, input):
         x, out_hw = self._check_input(input)
@@ -159,8 +158,7 @@ class Conv2d(Module):
             w_t = self._ws.get("weight_t", (c, f * kh * kw), self.dtype)
             w_t.reshape(c, f, kh, kw)[...] = self.W.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]
             qh, qw = kh - 1 - ph, kw - 1 - pw
-            size = f * kh * kw * x.shape[2] * x.shape[3] + f * (out_hw[0] + 2 * qh) * (out_hw[1] + 2 * qw)
-            ws = self._ws.get("col", (get_num_threads(), size), self.dtype)
+            ws = self._columns(dy.shape, x.shape[2:], (qh, qw))
             _conv.conv2d_forward(dy, w_t, ws, dx, kh, kw, 1, 1, qh, qw, False, get_num_threads(),
                                  kernel_blas_single_threaded())
         else:
