@@ -235,7 +235,8 @@ def test_kernels_reject_inconsistent_shapes():
     x = np.zeros((2, 3, 5, 5), np.float32)
     w = np.zeros((4, 28), np.float32)  # (F, K + 1): the bias is the last column
     out = np.zeros((2, 4, 5, 5), np.float32)
-    enough = 28 * 25 + 3 * 7 * 7  # (K + 1) * P columns and a padded (3, 7, 7) sample
+    enough = conv.workspace_size(3, 5, 5, 3, 3, 1, 1, 5, 5, 4)
+    assert enough >= 28 * 25 + 3 * 7 * 7  # (K + 1) * P columns and a padded (3, 7, 7) sample
     conv.conv2d_forward(x, w, np.zeros((1, enough), np.float32), out, 3, 3, 1, 1, 1, 1, True, 1, True)
     with pytest.raises(ValueError, match="inconsistent column workspace"):
         conv.conv2d_forward(x, w, np.zeros((1, enough - 1), np.float32), out, 3, 3, 1, 1, 1, 1, True, 1, True)
