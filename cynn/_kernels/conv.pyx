@@ -77,6 +77,30 @@ cdef extern from *:
     #else
     #define CYNN_WIDE
     #endif
+    /* Copy n contiguous values in 64-, 32- or 16-byte moves; a row that is not a
+       multiple of the move ends with one move overlapping the previous one, instead
+       of the vectorizer's narrower and scalar epilogues (a third of im2col's time on
+       rows of 28). */
+    #define CYNN_COPY_ROW(NAME, T)                                                    \
+    static inline __attribute__((always_inline)) void NAME(T* restrict d,            \
+            const T* restrict s, int n) {                                             \
+        enum { B = 64 / sizeof(T) };                                                  \
+        if (n >= B) {                                                                 \
+            int t = 0;                                                                \
+            for (; t + B <= n; t += B) memcpy(d + t, s + t, 64);                      \
+            if (t < n) memcpy(d + n - B, s + n - B, 64);                              \
+        } else if (n >= B / 2) {                                                      \
+            memcpy(d, s, 32);                                                         \
+            memcpy(d + n - B / 2, s + n - B / 2, 32);                                 \
+        } else if (n >= B / 4) {                                                      \
+            memcpy(d, s, 16);                                                         \
+            memcpy(d + n - B / 4, s + n - B / 4, 16);                                 \
+        } else {                                                                      \
+            for (int t = 0; t < n; t++) d[t] = s[t];                                  \
+        }                                                                             \
+    }
+    CYNN_COPY_ROW(cynn_copy_row_f, float)
+    CYNN_COPY_ROW(cynn_copy_row_d, double)
     #define CYNN_IM2COL(NAME, T)                                                      \
     static CYNN_NO_MEMCPY CYNN_WIDE void NAME(const T* restrict xp, Py_ssize_t channels,        \
             Py_ssize_t hp, Py_ssize_t wp, T* restrict col, int kh, int kw, int sh,    \
@@ -88,7 +112,7 @@ cdef extern from *:
                     for (int oh = oh0; oh < oh1; oh++, d += wo) {                     \
                         const T* restrict s = xp + (c * hp + (Py_ssize_t)oh * sh + i) * wp + j; \
                         if (sw == 1)                                                  \
-                            for (int ow = 0; ow < wo; ow++) d[ow] = s[ow];            \
+                            NAME##_copy_row(d, s, wo);                                \
                         else                                                          \
                             for (int ow = 0; ow < wo; ow++) d[ow] = s[(Py_ssize_t)ow * sw]; \
                     }                                                                 \
@@ -109,6 +133,8 @@ cdef extern from *:
                             for (int ow = 0; ow < wo; ow++) d[(Py_ssize_t)ow * sw] += s[ow]; \
                     }                                                                 \
     }
+    #define cynn_im2col_f_copy_row cynn_copy_row_f
+    #define cynn_im2col_d_copy_row cynn_copy_row_d
     CYNN_IM2COL(cynn_im2col_f, float)
     CYNN_IM2COL(cynn_im2col_d, double)
     CYNN_COL2IM(cynn_col2im_f, float)
