@@ -22,6 +22,11 @@ CONV_CASES = [
     # 3 + 1 rows here, 5 + 1 with stride 2), padding rows falling inside a chunk.
     (2, 16, 3, 10, 48, (5, 5), (1, 1), (2, 2)),
     (2, 16, 3, 11, 60, (5, 5), (2, 2), (2, 2)),
+    # Row widths around im2col's 64/32/16-byte moves: 28 ends in an overlapping move
+    # (16 + 12 floats, 3 x 8 + 4 doubles); 3 and 2 are copied value by value.
+    (2, 3, 4, 6, 28, (3, 3), (1, 1), (1, 1)),
+    (2, 2, 3, 4, 3, (1, 1), (1, 1), (0, 0)),
+    (1, 2, 3, 4, 4, (3, 3), (1, 1), (0, 0)),
 ]
 
 
