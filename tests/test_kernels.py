@@ -92,6 +92,44 @@ def test_conv2d_input_grad_paths_match_reference(case, dtype, as_conv, rng, monk
     np.testing.assert_allclose(dx, dx_ref, **tol)
 
 
+@pytest.fixture
+def direct_taps():
+    """Set the conv kernel's direct-convolution threshold for one test, then restore it."""
+    from cynn._kernels import conv
+
+    old = conv.set_direct_max_taps(conv.set_direct_max_taps(0))
+    yield conv.set_direct_max_taps
+    conv.set_direct_max_taps(old)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CONV_CASES + [(3, 3, 6, 9, 40, (3, 3), (1, 1), (1, 1)),
+                                               (2, 1, 5, 7, 17, (5, 5), (1, 1), (2, 2))])
+@pytest.mark.parametrize("taps", [0, 32])
+@pytest.mark.parametrize("bias", [True, False])
+def test_conv2d_forward_paths_match_reference(case, dtype, taps, bias, rng, direct_taps):
+    """The forward pass with the direct convolution off (0 taps) and on wherever it applies
+    (stride 1, at most 32 taps, rows of at least one 64-byte vector), with and without
+    bias; the extra cases have rows of 40 and 17 values (vectors and an overlapping tail)
+    and a filter count that is not a multiple of four."""
+    n, c, f, h, w, k, s, p = case
+    direct_taps(taps)
+    conv = cynn.Conv2d(c, f, k, stride=s, padding=p, bias=bias, dtype=dtype, random_state=0)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    y = conv.forward(x)
+    expected = ref.conv2d_forward(x.astype(np.float64), conv.W.astype(np.float64),
+                                  None if conv.b is None else conv.b.astype(np.float64), s, p)
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(y, expected, **tol)
+
+
+def test_direct_threshold_is_checked(direct_taps):
+    with pytest.raises(ValueError, match="0 to 32 taps, got 33"):
+        direct_taps(33)
+    with pytest.raises(ValueError, match="got -1"):
+        direct_taps(-1)
+
+
 def test_conv2d_without_bias_matches_reference(rng):
     conv = cynn.Conv2d(2, 3, 3, bias=False, dtype=np.float64, random_state=0)
     x = rng.standard_normal((2, 2, 5, 4))

@@ -133,6 +133,54 @@ cdef extern from *:
                             for (int ow = 0; ow < wo; ow++) d[(Py_ssize_t)ow * sw] += s[ow]; \
                     }                                                                 \
     }
+    /* Direct stride-1 convolution of one padded sample for few taps (K = C * kh * kw
+       <= CYNN_DIRECT_TAPS) and rows of at least one vector (L values): blocks of four
+       filters, each input vector loaded once for the four; out = bias + the taps in
+       order.  A row that is not a multiple of L ends with a vector overlapping the
+       previous one (the same values, stored again). */
+    #define CYNN_DIRECT_TAPS 32
+    #define CYNN_DIRECT(NAME, T)                                                      \
+    typedef T NAME##_vec __attribute__((vector_size(64)));                           \
+    static CYNN_WIDE void NAME(const T* restrict xp, Py_ssize_t channels,            \
+            Py_ssize_t hp, Py_ssize_t wp, const T* restrict w, Py_ssize_t ldw,        \
+            Py_ssize_t n_filters, int has_bias, int kh, int kw, T* restrict out,      \
+            int ho, int wo) {                                                         \
+        enum { L = 64 / sizeof(T) };                                                  \
+        Py_ssize_t off[CYNN_DIRECT_TAPS], taps = 0, plane = (Py_ssize_t)ho * wo;      \
+        for (Py_ssize_t c = 0; c < channels; c++)                                     \
+            for (int i = 0; i < kh; i++)                                              \
+                for (int j = 0; j < kw; j++)                                          \
+                    off[taps++] = (c * hp + i) * wp + j;                              \
+        for (Py_ssize_t f = 0; f < n_filters; f += 4) {                               \
+            int nf = n_filters - f < 4 ? (int)(n_filters - f) : 4;                   \
+            const T* restrict w0 = w + f * ldw;                                       \
+            const T* restrict w1 = nf > 1 ? w0 + ldw : w0;                            \
+            const T* restrict w2 = nf > 2 ? w0 + 2 * ldw : w0;                        \
+            const T* restrict w3 = nf > 3 ? w0 + 3 * ldw : w0;                        \
+            T b0 = has_bias ? w0[taps] : 0, b1 = has_bias ? w1[taps] : 0;             \
+            T b2 = has_bias ? w2[taps] : 0, b3 = has_bias ? w3[taps] : 0;             \
+            for (int oh = 0; oh < ho; oh++) {                                         \
+                const T* row = xp + (Py_ssize_t)oh * wp;                              \
+                T* o = out + f * plane + (Py_ssize_t)oh * wo;                         \
+                for (int ow0 = 0; ow0 < wo; ow0 += L) {                               \
+                    int ow = ow0 + L <= wo ? ow0 : wo - L;                            \
+                    NAME##_vec a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, v;             \
+                    a0 = a0 + b0; a1 = a1 + b1; a2 = a2 + b2; a3 = a3 + b3;           \
+                    for (Py_ssize_t t = 0; t < taps; t++) {                           \
+                        memcpy(&v, row + off[t] + ow, sizeof v);                      \
+                        a0 = a0 + v * w0[t]; a1 = a1 + v * w1[t];                     \
+                        a2 = a2 + v * w2[t]; a3 = a3 + v * w3[t];                     \
+                    }                                                                 \
+                    memcpy(o + ow, &a0, sizeof a0);                                   \
+                    if (nf > 1) memcpy(o + plane + ow, &a1, sizeof a1);               \
+                    if (nf > 2) memcpy(o + 2 * plane + ow, &a2, sizeof a2);           \
+                    if (nf > 3) memcpy(o + 3 * plane + ow, &a3, sizeof a3);           \
+                }                                                                     \
+            }                                                                         \
+        }                                                                             \
+    }
+    CYNN_DIRECT(cynn_direct_f, float)
+    CYNN_DIRECT(cynn_direct_d, double)
     #define cynn_im2col_f_copy_row cynn_copy_row_f
     #define cynn_im2col_d_copy_row cynn_copy_row_d
     CYNN_IM2COL(cynn_im2col_f, float)
@@ -149,6 +197,13 @@ cdef extern from *:
     void cynn_col2im_f(const float* col, Py_ssize_t channels, Py_ssize_t hp, Py_ssize_t wp,
                        float* dxp, int kh, int kw, int sh, int sw, int oh0, int oh1,
                        int wo) noexcept nogil
+    int CYNN_DIRECT_TAPS
+    void cynn_direct_f(const float* xp, Py_ssize_t channels, Py_ssize_t hp, Py_ssize_t wp,
+                       const float* w, Py_ssize_t ldw, Py_ssize_t n_filters, int has_bias,
+                       int kh, int kw, float* out, int ho, int wo) noexcept nogil
+    void cynn_direct_d(const double* xp, Py_ssize_t channels, Py_ssize_t hp, Py_ssize_t wp,
+                       const double* w, Py_ssize_t ldw, Py_ssize_t n_filters, int has_bias,
+                       int kh, int kw, double* out, int ho, int wo) noexcept nogil
     void cynn_col2im_d(const double* col, Py_ssize_t channels, Py_ssize_t hp, Py_ssize_t wp,
                        double* dxp, int kh, int kw, int sh, int sw, int oh0, int oh1,
                        int wo) noexcept nogil
@@ -237,6 +292,21 @@ cdef inline bint _size_ok(Py_ssize_t ho, Py_ssize_t wo, Py_ssize_t h, Py_ssize_t
             and wo == (w + 2 * pw - kw) // sw + 1)
 
 
+# Stride-1 forward passes with at most this many taps (C * kh * kw <= CYNN_DIRECT_TAPS)
+# and output rows of at least one 64-byte vector run as a direct convolution.
+cdef int _direct_max_taps = 27
+
+
+def set_direct_max_taps(int taps):
+    """Set the direct-convolution threshold (0 turns it off); returns the previous value."""
+    global _direct_max_taps
+    if taps < 0 or taps > CYNN_DIRECT_TAPS:
+        raise ValueError(f"direct convolution takes 0 to {CYNN_DIRECT_TAPS} taps, got {taps}")
+    cdef int old = _direct_max_taps
+    _direct_max_taps = taps
+    return old
+
+
 cdef inline void _fill_ones(floating* row, Py_ssize_t count) noexcept nogil:
     cdef Py_ssize_t q
     for q in range(count):
@@ -270,11 +340,21 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] weight
     _check(workspace.shape[0] >= threads and workspace.shape[1] >= block + channels * hp * wp,
            "column workspace")
     rows = _chunk_rows(kk, ho, wo, sizeof(floating))
+    cdef bint direct = (sh == 1 and sw == 1 and k <= _direct_max_taps
+                        and wo * sizeof(floating) >= 64)
     for n in prange(n_batch, nogil=True, schedule='static', num_threads=threads):
         tid = threadid()
         col = &workspace[tid, 0]
         xp = col + block
         _pad_sample(&x[n, 0, 0, 0], channels, height, width, ph, pw, xp)
+        if direct:
+            if floating is float:
+                cynn_direct_f(xp, channels, hp, wp, &weight[0, 0], kk, n_filters, has_bias,
+                              kh, kw, &out[n, 0, 0, 0], ho, wo)
+            else:
+                cynn_direct_d(xp, channels, hp, wp, &weight[0, 0], kk, n_filters, has_bias,
+                              kh, kw, &out[n, 0, 0, 0], ho, wo)
+            continue
         oh0 = 0
         while oh0 < ho:
             oh1 = oh0 + rows if oh0 + rows < ho else ho
