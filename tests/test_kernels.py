@@ -97,7 +97,7 @@ def direct_taps():
     """Set the conv kernel's direct-convolution threshold for one test, then restore it."""
     from cynn._kernels import conv
 
-    old = conv.set_direct_max_taps(conv.set_direct_max_taps(0))
+    old = conv.set_direct_max_taps(0)
     yield conv.set_direct_max_taps
     conv.set_direct_max_taps(old)
 
