@@ -62,9 +62,9 @@ cdef extern from *:
     """
     /* im2col and col2im over a zero-padded copy of one sample, (C, Hp, Wp): every
        patch read is in bounds, so the loops need no edge cases and run as plain
-       strided copies and adds that gcc vectorizes.  Built as straight loops: gcc
-       would otherwise turn the stride-1 copy into a memcpy call per output row,
-       whose call overhead cost more than the copy on rows of 8 to 32 values. */
+       strided copies and adds that gcc vectorizes.  CYNN_NO_MEMCPY keeps gcc from
+       turning a short copy loop into a libc memcpy call, whose call overhead costs
+       more than the copy on rows of a few values. */
     #if defined(__GNUC__) && !defined(__clang__)
     #define CYNN_NO_MEMCPY __attribute__((optimize("no-tree-loop-distribute-patterns")))
     #else
@@ -101,7 +101,7 @@ cdef extern from *:
     }
     CYNN_COPY_ROW(cynn_copy_row_f, float)
     CYNN_COPY_ROW(cynn_copy_row_d, double)
-    #define CYNN_IM2COL(NAME, T)                                                      \
+    #define CYNN_IM2COL(NAME, T, COPY_ROW)                                            \
     static CYNN_NO_MEMCPY CYNN_WIDE void NAME(const T* restrict xp, Py_ssize_t channels,        \
             Py_ssize_t hp, Py_ssize_t wp, T* restrict col, int kh, int kw, int sh,    \
             int sw, int oh0, int oh1, int wo) {                                       \
@@ -112,7 +112,7 @@ cdef extern from *:
                     for (int oh = oh0; oh < oh1; oh++, d += wo) {                     \
                         const T* restrict s = xp + (c * hp + (Py_ssize_t)oh * sh + i) * wp + j; \
                         if (sw == 1)                                                  \
-                            NAME##_copy_row(d, s, wo);                                \
+                            COPY_ROW(d, s, wo);                                       \
                         else                                                          \
                             for (int ow = 0; ow < wo; ow++) d[ow] = s[(Py_ssize_t)ow * sw]; \
                     }                                                                 \
@@ -181,10 +181,8 @@ cdef extern from *:
     }
     CYNN_DIRECT(cynn_direct_f, float)
     CYNN_DIRECT(cynn_direct_d, double)
-    #define cynn_im2col_f_copy_row cynn_copy_row_f
-    #define cynn_im2col_d_copy_row cynn_copy_row_d
-    CYNN_IM2COL(cynn_im2col_f, float)
-    CYNN_IM2COL(cynn_im2col_d, double)
+    CYNN_IM2COL(cynn_im2col_f, float, cynn_copy_row_f)
+    CYNN_IM2COL(cynn_im2col_d, double, cynn_copy_row_d)
     CYNN_COL2IM(cynn_col2im_f, float)
     CYNN_COL2IM(cynn_col2im_d, double)
     """
@@ -211,12 +209,17 @@ cdef extern from *:
 
 cdef inline void _im2col_rows(const floating* xp, Py_ssize_t channels, Py_ssize_t hp,
                               Py_ssize_t wp, floating* col, int kh, int kw, int sh, int sw,
-                              int oh0, int oh1, int wo) noexcept nogil:
-    """Unfold output rows [oh0, oh1) of one padded (C, Hp, Wp) sample into col (K, (oh1 - oh0) * Wo)."""
+                              int oh0, int oh1, int wo, bint ones_row) noexcept nogil:
+    """Unfold output rows [oh0, oh1) of one padded (C, Hp, Wp) sample into col (K, (oh1 - oh0) * Wo),
+    with ``ones_row`` one more row of ones after them (the bias's column of [W | b])."""
+    cdef Py_ssize_t q, k = channels * kh * kw, p = (oh1 - oh0) * wo
     if floating is float:
         cynn_im2col_f(xp, channels, hp, wp, col, kh, kw, sh, sw, oh0, oh1, wo)
     else:
         cynn_im2col_d(xp, channels, hp, wp, col, kh, kw, sh, sw, oh0, oh1, wo)
+    if ones_row:
+        for q in range(p):
+            col[k * p + q] = 1
 
 
 cdef inline void _col2im_rows(const floating* col, Py_ssize_t channels, Py_ssize_t hp,
@@ -307,12 +310,6 @@ def set_direct_max_taps(int taps):
     return old
 
 
-cdef inline void _fill_ones(floating* row, Py_ssize_t count) noexcept nogil:
-    cdef Py_ssize_t q
-    for q in range(count):
-        row[q] = 1
-
-
 def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] weight,
                    floating[:, ::1] workspace, floating[:, :, :, ::1] out, int kh, int kw,
                    int sh, int sw, int ph, int pw, bint has_bias, int num_threads,
@@ -358,9 +355,7 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] weight
         oh0 = 0
         while oh0 < ho:
             oh1 = oh0 + rows if oh0 + rows < ho else ho
-            _im2col_rows(xp, channels, hp, wp, col, kh, kw, sh, sw, oh0, oh1, wo)
-            if has_bias:
-                _fill_ones(col + k * (oh1 - oh0) * wo, (oh1 - oh0) * wo)
+            _im2col_rows(xp, channels, hp, wp, col, kh, kw, sh, sw, oh0, oh1, wo, has_bias)
             gemm_rm(False, False, <int> n_filters, (oh1 - oh0) * wo, <int> kk, <floating> 1,
                     &weight[0, 0], <int> kk, col, (oh1 - oh0) * wo, <floating> 0,
                     &out[n, 0, 0, 0] + oh0 * wo, <int> p)
@@ -454,9 +449,8 @@ def conv2d_grad_params(const floating[:, :, :, ::1] x, const floating[:, :, :, :
             oh0 = 0
             while oh0 < ho:
                 oh1 = oh0 + rows if oh0 + rows < ho else ho
-                _im2col_rows(xp, channels, hp, wp, col, kh, kw, sh, sw, oh0, oh1, wo)
-                if has_bias:
-                    _fill_ones(col + k * (oh1 - oh0) * wo, (oh1 - oh0) * wo)
+                _im2col_rows(xp, channels, hp, wp, col, kh, kw, sh, sw, oh0, oh1, wo,
+                             has_bias)
                 gemm_rm(False, True, <int> kk, <int> n_filters, (oh1 - oh0) * wo, <floating> 1,
                         col, (oh1 - oh0) * wo, &dy[n, 0, 0, 0] + oh0 * wo, <int> p,
                         <floating> 1, &partial[g, 0, 0], <int> n_filters)
