@@ -334,3 +334,36 @@ def test_dense_matmul_matches_reference(m, n, k, trans_a, trans_b, dtype, rng):
         np.testing.assert_allclose(c, want, **tol)
     with pytest.raises(ValueError, match="inconsistent"):
         dense.matmul(a, b, np.zeros((m + 1, n), dtype), trans_a, trans_b, 0.0, 1, True)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("as_conv", [True, False])
+def test_conv2d_fused_backward_matches_separate_hooks(dtype, as_conv, rng, monkeypatch):
+    """backward computes the weight-gradient partial sums with dx and the parameter hook
+    adds them up; called with another dy or another x than the input-gradient hook just
+    got, the parameter hook computes them itself, from its own arguments, to the same bits."""
+    monkeypatch.setattr(cynn.Conv2d, "_FLIP_MIN_CHANNELS", 1 if as_conv else 10**9)
+    conv = cynn.Conv2d(3, 4, 3, dtype=dtype, random_state=0)
+    x = rng.standard_normal((5, 3, 9, 8)).astype(dtype)
+    dy = rng.standard_normal(conv.forward(x).shape).astype(dtype)
+    dx = conv.backward(x, dy)
+    fused = conv.gradW.copy(), conv.gradb.copy()
+
+    conv.zero_grad()
+    other_dy = rng.standard_normal(dy.shape).astype(dtype)
+    conv._compute_input_grad(x, other_dy)  # leaves the partial sums of other_dy behind
+    conv._update_parameters_grad(x, dy.copy())
+    np.testing.assert_array_equal(conv.gradW, fused[0])
+    np.testing.assert_array_equal(conv.gradb, fused[1])
+
+    conv.zero_grad()
+    conv._compute_input_grad(rng.standard_normal(x.shape).astype(dtype), dy)
+    conv._update_parameters_grad(x, dy)
+    np.testing.assert_array_equal(conv.gradW, fused[0])
+    np.testing.assert_array_equal(conv._compute_input_grad(x, dy), dx)
+    dx_ref, dw_ref, db_ref = ref.conv2d_backward(x.astype(np.float64), conv.W.astype(np.float64),
+                                                 dy.astype(np.float64), (1, 1), (1, 1))
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dx, dx_ref, **tol)
+    np.testing.assert_allclose(fused[0], dw_ref, **tol)
+    np.testing.assert_allclose(fused[1], db_ref, **tol)

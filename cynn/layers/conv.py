@@ -107,6 +107,7 @@ class Conv2d(Module):
             self.b = self.gradb = None
             self._parameter_names, self._grad_names = ("W",), ("gradW",)
         self._ws = Workspaces()
+        self._grad_cache = None
 
     def _check_input(self, input):
         x = as_float_array(input, "Conv2d", self.dtype)
@@ -121,13 +122,13 @@ class Conv2d(Module):
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         return kh, kw, sh, sw, ph, pw
 
-    def _columns(self, in_shape, out_hw, padding=None):
+    def _columns(self, in_shape, out_hw, padding=None, name="col"):
         """Per-thread kernel workspace: a column block (one chunk of output rows) and a
         padded copy of one sample."""
         (ph, pw), (kh, kw) = padding or self.padding, self.kernel_size
         size = _conv.workspace_size(in_shape[1], in_shape[2], in_shape[3], kh, kw, ph, pw,
                                     out_hw[0], out_hw[1], self.dtype.itemsize)
-        return self._ws.get("col", (get_num_threads(), size), self.dtype)
+        return self._ws.get(name, (get_num_threads(), size), self.dtype)
 
     def _compute_output(self, input):
         x, out_hw = self._check_input(input)
@@ -146,25 +147,14 @@ class Conv2d(Module):
 
     def _compute_input_grad(self, input, output_grad):
         x, out_hw = self._check_input(input)
-        f, k = self.out_channels, self.W[0].size
+        f = self.out_channels
         dy = check_grad_input(self, x, output_grad, (x.shape[0], f) + out_hw, self.dtype)
         dx = np.empty(x.shape, dtype=self.dtype)
-        kh, kw, sh, sw, ph, pw = self._geometry()
-        if self._grad_input_as_conv(ph, pw):
-            # dx is the stride-1 correlation of dy with the flipped, transposed kernel
-            # (C, F, kh, kw), padded by k - 1 - p: one GEMM of depth F * kh * kw per
-            # column block instead of a depth-F GEMM and a col2im scatter.
-            c = self.in_channels
-            w_t = self._ws.get("weight_t", (c, f * kh * kw), self.dtype)
-            w_t.reshape(c, f, kh, kw)[...] = self.W.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]
-            qh, qw = kh - 1 - ph, kw - 1 - pw
-            ws = self._columns(dy.shape, x.shape[2:], (qh, qw))
-            _conv.conv2d_forward(dy, w_t, ws, dx, kh, kw, 1, 1, qh, qw, False, get_num_threads(),
-                                 kernel_blas_single_threaded())
-        else:
-            _conv.conv2d_grad_input(self.W.reshape(f, k), dy, self._columns(x.shape, out_hw), dx,
-                                    kh, kw, sh, sw, ph, pw, get_num_threads(),
-                                    kernel_blas_single_threaded())
+        # One pass over the samples computes dx and the weight gradient's partial sums
+        # while each dy[n] is in the cache; backward calls the parameter hook next with
+        # the same objects, which then only adds the partial sums up.
+        self._backward(x, dy, dx)
+        self._grad_cache = (input, output_grad)
         return dx
 
     def _grad_input_as_conv(self, ph, pw):
@@ -173,18 +163,49 @@ class Conv2d(Module):
                 and self.in_channels >= self._FLIP_MIN_CHANNELS
                 and self.out_channels <= self.in_channels * self._FLIP_MAX_RATIO)
 
-    def _update_parameters_grad(self, input, output_grad):
-        x, out_hw = self._check_input(input)
-        f, k = self.out_channels, self.W[0].size
-        dy = check_grad_input(self, x, output_grad, (x.shape[0], f) + out_hw, self.dtype)
+    def _partial(self, n):
         # A fixed number of partial sums, whatever the thread count, keeps the
         # weight gradient bit-identical for any number of threads.
-        groups = min(x.shape[0], self._GRAD_GROUPS)
-        partial = self._ws.get("partial", (groups, k + (self.b is not None), f), self.dtype)
+        f, k = self.out_channels, self.W[0].size
+        groups = min(n, self._GRAD_GROUPS)
+        return self._ws.get("partial", (groups, k + (self.b is not None), f), self.dtype)
+
+    def _backward(self, x, dy, dx=None):
+        """Run the backward kernel: the partial sums of the parameter gradients and, when
+        ``dx`` is given, the input gradient into it."""
+        f, k = self.out_channels, self.W[0].size
+        kh, kw, sh, sw, ph, pw = self._geometry()
+        ws_params = self._columns(x.shape, dy.shape[2:])
+        want_dx = dx is not None
+        as_conv = want_dx and self._grad_input_as_conv(ph, pw)
+        if not want_dx:
+            weight_dx, ws_dx = np.empty((0, 0), self.dtype), ws_params
+            dx = np.empty((0, 0, 0, 0), self.dtype)
+        elif as_conv:
+            # dx is the stride-1 correlation of dy with the flipped, transposed kernel
+            # (C, F, kh, kw), padded by k - 1 - p: one GEMM of depth F * kh * kw per
+            # column block instead of a depth-F GEMM and a col2im scatter.
+            c = self.in_channels
+            weight_dx = self._ws.get("weight_t", (c, f * kh * kw), self.dtype)
+            weight_dx.reshape(c, f, kh, kw)[...] = self.W.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]
+            ws_dx = self._columns(dy.shape, x.shape[2:], (kh - 1 - ph, kw - 1 - pw), "col_dx")
+        else:
+            weight_dx = self.W.reshape(f, k)
+            ws_dx = self._columns(x.shape, dy.shape[2:], name="col_dx")
+        _conv.conv2d_backward(x, dy, weight_dx, dx, ws_dx, self._partial(x.shape[0]), ws_params,
+                              kh, kw, sh, sw, ph, pw, self.b is not None, want_dx, as_conv,
+                              True, get_num_threads(), kernel_blas_single_threaded())
+
+    def _update_parameters_grad(self, input, output_grad):
+        cache, self._grad_cache = self._grad_cache, None
+        x, out_hw = self._check_input(input)
+        f, k = self.out_channels, self.W[0].size
+        if cache is None or cache[0] is not input or cache[1] is not output_grad:
+            dy = check_grad_input(self, x, output_grad, (x.shape[0], f) + out_hw, self.dtype)
+            self._backward(x, dy)
         grad_b = self.gradb if self.gradb is not None else np.empty(0, self.dtype)
-        _conv.conv2d_grad_params(x, dy, self.gradW.reshape(f, k), grad_b, self.b is not None,
-                                 self._columns(x.shape, out_hw), partial, *self._geometry(),
-                                 get_num_threads(), kernel_blas_single_threaded())
+        _conv.conv2d_reduce_params(self._partial(x.shape[0]), self.gradW.reshape(f, k), grad_b,
+                                   self.b is not None, get_num_threads())
 
     def _on_astype(self, dtype):
         self._ws.clear()
