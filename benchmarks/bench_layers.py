@@ -51,11 +51,11 @@ def median_time(fn, repeats, warmup=3):
     return statistics.median(times)
 
 
-def gemm_rate(threads, repeats):
-    """numpy float32 GEMM GFLOP/s on 2048^2 matrices: the practical ceiling."""
+def gemm_rate(threads, repeats, dtype=np.float32):
+    """numpy GEMM GFLOP/s on 2048^2 matrices: the practical ceiling."""
     from threadpoolctl import threadpool_limits
 
-    a = np.random.default_rng(0).standard_normal((2048, 2048)).astype(np.float32)
+    a = np.random.default_rng(0).standard_normal((2048, 2048)).astype(dtype)
     b = a.copy()
     with threadpool_limits(threads, user_api="blas"):
         t = median_time(lambda: a @ b, repeats)
@@ -168,7 +168,7 @@ def bench_pool(shape, dtype, repeats, use_seed):
 def print_table(title, rows, extra_name):
     print(f"\n{title}")
     header = (f"{'shape':<28}{'fwd ms':>9}{'f+b ms':>9}{extra_name:>9}"
-              f"{'torch f+b':>11}{'/torch fwd':>11}{'/torch f+b':>11}{'seed/cynn':>11}")
+              f"{'torch f+b':>11}{'/torch fwd':>11}{'/torch f+b':>11}{'seed f+b':>10}{'seed/cynn':>11}")
     print(header)
     print("-" * len(header))
     for label, r in rows:
@@ -178,10 +178,11 @@ def print_table(title, rows, extra_name):
             f"{r['t_fb'] * 1e3:.3f}" if "t_fb" in r else "",
             _fmt_ratio(r["fwd"], r["t_fwd"]) if "t_fwd" in r else "",
             _fmt_ratio(r["fb"], r["t_fb"]) if "t_fb" in r else "",
+            f"{r['s_fb'] * 1e3:.1f}" if "s_fb" in r else "",
             f"{r['s_fb'] / r['fb']:.0f}x" if "s_fb" in r else "",
         ]
         print(f"{label:<28}{r['fwd'] * 1e3:9.3f}{r['fb'] * 1e3:9.3f}{cells[0]:>9}"
-              f"{cells[1]:>11}{cells[2]:>11}{cells[3]:>11}{cells[4]:>11}")
+              f"{cells[1]:>11}{cells[2]:>11}{cells[3]:>11}{cells[4]:>10}{cells[5]:>11}")
     ratios = [r["fb"] / r["t_fb"] for _, r in rows if "t_fb" in r]
     if ratios:
         geo = float(np.exp(np.mean(np.log(ratios))))
@@ -223,7 +224,8 @@ def run(args):
         cynn.set_num_threads(threads)
         if torch is not None:
             torch.set_num_threads(threads)
-        print(f"\n## {threads} thread(s): numpy float32 GEMM {gemm_rate(threads, args.repeats):.0f} GFLOP/s")
+        print(f"\n## {threads} thread(s): numpy GEMM float32 {gemm_rate(threads, args.repeats):.0f}, "
+              f"float64 {gemm_rate(threads, args.repeats, np.float64):.0f} GFLOP/s")
         for dtype in args.dtypes:
             dt = np.dtype(dtype).type
             rows = [(f"{s[:5]}{' s2' if s[5] == 2 else ''}", bench_conv(s, dt, args.repeats, args.seed))
