@@ -246,6 +246,7 @@ def _run_model(threads, dtype):
             cynn.BatchNormalization(alpha=0.9, dtype=dtype),
             cynn.ReLU(),
             cynn.MaxPool2d(2),
+            cynn.Conv2d(8, 8, 3, dtype=dtype, random_state=4),  # dx by the flipped kernel
             cynn.Conv2d(8, 16, 3, stride=2, dtype=dtype, random_state=1),
             cynn.BatchNormalization(dtype=dtype),
             cynn.ChannelwiseScaling(16, dtype=dtype, random_state=2),
@@ -264,10 +265,13 @@ def _run_model(threads, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_results_do_not_depend_on_thread_count(dtype):
+@pytest.mark.parametrize("threads", [2, 11])
+def test_results_do_not_depend_on_thread_count(dtype, threads):
+    """1 thread against 2, and against 11: more threads than the conv layers' 8 groups of
+    weight-gradient partial sums, where dx runs in its own pass over the samples."""
     one = _run_model(1, dtype)
-    two = _run_model(2, dtype)
-    for a, b in zip(one, two):
+    many = _run_model(threads, dtype)
+    for a, b in zip(one, many):
         np.testing.assert_array_equal(a, b)
 
 
@@ -343,27 +347,51 @@ def test_conv2d_fused_backward_matches_separate_hooks(dtype, as_conv, rng, monke
     adds them up; called with another dy or another x than the input-gradient hook just
     got, the parameter hook computes them itself, from its own arguments, to the same bits."""
     monkeypatch.setattr(cynn.Conv2d, "_FLIP_MIN_CHANNELS", 1 if as_conv else 10**9)
+    monkeypatch.setattr(cynn.Conv2d, "_FLIP_MAX_RATIO", 10**9)
     conv = cynn.Conv2d(3, 4, 3, dtype=dtype, random_state=0)
-    x = rng.standard_normal((5, 3, 9, 8)).astype(dtype)
+    assert conv._grad_input_as_conv(1, 1) == as_conv
+    # 21 samples: 8 groups of 2 or 3, each summing several samples.
+    x = rng.standard_normal((21, 3, 9, 8)).astype(dtype)
     dy = rng.standard_normal(conv.forward(x).shape).astype(dtype)
     dx = conv.backward(x, dy)
     fused = conv.gradW.copy(), conv.gradb.copy()
-
-    conv.zero_grad()
-    other_dy = rng.standard_normal(dy.shape).astype(dtype)
-    conv._compute_input_grad(x, other_dy)  # leaves the partial sums of other_dy behind
-    conv._update_parameters_grad(x, dy.copy())
-    np.testing.assert_array_equal(conv.gradW, fused[0])
-    np.testing.assert_array_equal(conv.gradb, fused[1])
-
-    conv.zero_grad()
-    conv._compute_input_grad(rng.standard_normal(x.shape).astype(dtype), dy)
-    conv._update_parameters_grad(x, dy)
-    np.testing.assert_array_equal(conv.gradW, fused[0])
-    np.testing.assert_array_equal(conv._compute_input_grad(x, dy), dx)
     dx_ref, dw_ref, db_ref = ref.conv2d_backward(x.astype(np.float64), conv.W.astype(np.float64),
                                                  dy.astype(np.float64), (1, 1), (1, 1))
     tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(dx, dx_ref, **tol)
     np.testing.assert_allclose(fused[0], dw_ref, **tol)
     np.testing.assert_allclose(fused[1], db_ref, **tol)
+
+    conv.zero_grad()
+    conv._compute_input_grad(x, rng.standard_normal(dy.shape).astype(dtype))
+    conv._update_parameters_grad(x, dy.copy())  # another dy: recomputed
+    np.testing.assert_array_equal(conv.gradW, fused[0])
+    np.testing.assert_array_equal(conv.gradb, fused[1])
+
+    conv.zero_grad()
+    conv._compute_input_grad(rng.standard_normal(x.shape).astype(dtype), dy)
+    conv._update_parameters_grad(x, dy)  # another x: recomputed
+    np.testing.assert_array_equal(conv.gradW, fused[0])
+
+    # The same objects: the parameter hook only adds up what the first hook left.
+    conv.zero_grad()
+    np.testing.assert_array_equal(conv._compute_input_grad(x, dy), dx)
+    with monkeypatch.context() as m:
+        m.setattr(conv, "_backward", lambda *args: pytest.fail("partial sums recomputed"))
+        conv._update_parameters_grad(x, dy)
+    np.testing.assert_array_equal(conv.gradW, fused[0])
+
+
+def test_conv2d_astype_between_the_backward_hooks(rng):
+    """astype drops the layer's workspaces: the partial sums left by the input-gradient
+    hook must not be read back from a fresh buffer."""
+    conv = cynn.Conv2d(2, 3, 3, dtype=np.float32, random_state=0)
+    x = rng.standard_normal((4, 2, 6, 6)).astype(np.float32)
+    dy = rng.standard_normal((4, 3, 6, 6)).astype(np.float32)
+    conv._compute_input_grad(x, dy)
+    conv.astype(np.float64)
+    conv._update_parameters_grad(x, dy)  # the same objects, now taken as float64
+    _, dw_ref, db_ref = ref.conv2d_backward(x.astype(np.float64), conv.W,
+                                            dy.astype(np.float64), (1, 1), (1, 1))
+    np.testing.assert_allclose(conv.gradW, dw_ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(conv.gradb, db_ref, rtol=1e-12, atol=1e-12)

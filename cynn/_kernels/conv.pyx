@@ -472,6 +472,18 @@ def conv2d_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
     if want_params:
         _check(partial.shape[1] == kk and partial.shape[2] == n_filters, "partial-sum workspace")
         _check_workspace(workspace_params, threads, &g, kk, sizeof(floating))
+    # Fused when every thread gets a group; with more threads than groups, dx first
+    # spreads over the samples on its own (the same per-sample work, the same bits).
+    cdef bint fuse = want_dx and want_params and threads <= n_groups
+    if want_dx and not fuse:
+        for n in prange(n_batch, nogil=True, schedule='static', num_threads=threads):
+            wsd = &workspace_dx[threadid(), 0]
+            if as_conv:
+                _forward_sample(&dy[n, 0, 0, 0], &gq, &weight_dx[0, 0], g.channels, False,
+                                wsd, wsd + block_dx, &dx[n, 0, 0, 0])
+            else:
+                _grad_input_sample(&weight_dx[0, 0], n_filters, &dy[n, 0, 0, 0], &g, wsd,
+                                   wsd + block_dx, &dx[n, 0, 0, 0])
     for grp in prange(n_groups, nogil=True, schedule='static', num_threads=threads):
         tid = threadid()
         first = grp * n_batch // n_groups
@@ -479,7 +491,7 @@ def conv2d_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
         if want_params:
             memset(&partial[grp, 0, 0], 0, kk * n_filters * sizeof(floating))
         for n in range(first, last):
-            if want_dx:
+            if fuse:
                 wsd = &workspace_dx[tid, 0]
                 if as_conv:
                     _forward_sample(&dy[n, 0, 0, 0], &gq, &weight_dx[0, 0], g.channels, False,

@@ -153,8 +153,7 @@ class Conv2d(Module):
         # One pass over the samples computes dx and the weight gradient's partial sums
         # while each dy[n] is in the cache; backward calls the parameter hook next with
         # the same objects, which then only adds the partial sums up.
-        self._backward(x, dy, dx)
-        self._grad_cache = (input, output_grad)
+        self._grad_cache = (input, output_grad, self._backward(x, dy, dx))
         return dx
 
     def _grad_input_as_conv(self, ph, pw):
@@ -171,8 +170,8 @@ class Conv2d(Module):
         return self._ws.get("partial", (groups, k + (self.b is not None), f), self.dtype)
 
     def _backward(self, x, dy, dx=None):
-        """Run the backward kernel: the partial sums of the parameter gradients and, when
-        ``dx`` is given, the input gradient into it."""
+        """Run the backward kernel: the partial sums of the parameter gradients, which it
+        returns, and when ``dx`` is given the input gradient into it."""
         f, k = self.out_channels, self.W[0].size
         kh, kw, sh, sw, ph, pw = self._geometry()
         ws_params = self._columns(x.shape, dy.shape[2:])
@@ -192,23 +191,28 @@ class Conv2d(Module):
         else:
             weight_dx = self.W.reshape(f, k)
             ws_dx = self._columns(x.shape, dy.shape[2:], name="col_dx")
-        _conv.conv2d_backward(x, dy, weight_dx, dx, ws_dx, self._partial(x.shape[0]), ws_params,
+        partial = self._partial(x.shape[0])
+        _conv.conv2d_backward(x, dy, weight_dx, dx, ws_dx, partial, ws_params,
                               kh, kw, sh, sw, ph, pw, self.b is not None, want_dx, as_conv,
                               True, get_num_threads(), kernel_blas_single_threaded())
+        return partial
 
     def _update_parameters_grad(self, input, output_grad):
         cache, self._grad_cache = self._grad_cache, None
         x, out_hw = self._check_input(input)
         f, k = self.out_channels, self.W[0].size
-        if cache is None or cache[0] is not input or cache[1] is not output_grad:
+        if cache is not None and cache[0] is input and cache[1] is output_grad:
+            partial = cache[2]
+        else:
             dy = check_grad_input(self, x, output_grad, (x.shape[0], f) + out_hw, self.dtype)
-            self._backward(x, dy)
+            partial = self._backward(x, dy)
         grad_b = self.gradb if self.gradb is not None else np.empty(0, self.dtype)
-        _conv.conv2d_reduce_params(self._partial(x.shape[0]), self.gradW.reshape(f, k), grad_b,
-                                   self.b is not None, get_num_threads())
+        _conv.conv2d_reduce_params(partial, self.gradW.reshape(f, k), grad_b, self.b is not None,
+                                   get_num_threads())
 
     def _on_astype(self, dtype):
         self._ws.clear()
+        self._grad_cache = None
 
     def __repr__(self):
         ks = self.kernel_size if self.kernel_size[0] != self.kernel_size[1] else self.kernel_size[0]
