@@ -396,6 +396,17 @@ cdef void _grad_params_sample(const floating* xs, const floating* dy, const Geom
         oh0 = oh1
 
 
+cdef inline void _dx_sample(bint as_conv, const floating* weight_dx, Py_ssize_t n_filters,
+                            const floating* dy, const Geom* g, const Geom* gq, floating* ws,
+                            Py_ssize_t block, floating* dx) noexcept nogil:
+    """dx (C, H, W) of one sample: the flipped-kernel correlation of dy (geometry ``gq``)
+    or col2im(W^T @ dy); ``ws`` is a column block of ``block`` items, then the padding."""
+    if as_conv:
+        _forward_sample(dy, gq, weight_dx, g.channels, False, ws, ws + block, dx)
+    else:
+        _grad_input_sample(weight_dx, n_filters, dy, g, ws, ws + block, dx)
+
+
 def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] weight,
                    floating[:, ::1] workspace, floating[:, :, :, ::1] out, int kh, int kw,
                    int sh, int sw, int ph, int pw, bint has_bias, int num_threads,
@@ -450,7 +461,6 @@ def conv2d_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
                          <int> g.height, <int> g.width)
     cdef Py_ssize_t k = g.channels * kh * kw, kk = k + has_bias
     cdef Py_ssize_t block_dx = 0, block_params = _block(kk, g.ho, g.wo, sizeof(floating))
-    cdef floating* wsd
     cdef floating* wsp
     _check(dy.shape[0] == n_batch, "gradient shape")
     _check(_size_ok(g.ho, g.wo, g.height, g.width, kh, kw, sh, sw, ph, pw), "output size")
@@ -477,13 +487,8 @@ def conv2d_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
     cdef bint fuse = want_dx and want_params and threads <= n_groups
     if want_dx and not fuse:
         for n in prange(n_batch, nogil=True, schedule='static', num_threads=threads):
-            wsd = &workspace_dx[threadid(), 0]
-            if as_conv:
-                _forward_sample(&dy[n, 0, 0, 0], &gq, &weight_dx[0, 0], g.channels, False,
-                                wsd, wsd + block_dx, &dx[n, 0, 0, 0])
-            else:
-                _grad_input_sample(&weight_dx[0, 0], n_filters, &dy[n, 0, 0, 0], &g, wsd,
-                                   wsd + block_dx, &dx[n, 0, 0, 0])
+            _dx_sample(as_conv, &weight_dx[0, 0], n_filters, &dy[n, 0, 0, 0], &g, &gq,
+                       &workspace_dx[threadid(), 0], block_dx, &dx[n, 0, 0, 0])
     for grp in prange(n_groups, nogil=True, schedule='static', num_threads=threads):
         tid = threadid()
         first = grp * n_batch // n_groups
@@ -492,13 +497,8 @@ def conv2d_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
             memset(&partial[grp, 0, 0], 0, kk * n_filters * sizeof(floating))
         for n in range(first, last):
             if fuse:
-                wsd = &workspace_dx[tid, 0]
-                if as_conv:
-                    _forward_sample(&dy[n, 0, 0, 0], &gq, &weight_dx[0, 0], g.channels, False,
-                                    wsd, wsd + block_dx, &dx[n, 0, 0, 0])
-                else:
-                    _grad_input_sample(&weight_dx[0, 0], n_filters, &dy[n, 0, 0, 0], &g, wsd,
-                                       wsd + block_dx, &dx[n, 0, 0, 0])
+                _dx_sample(as_conv, &weight_dx[0, 0], n_filters, &dy[n, 0, 0, 0], &g, &gq,
+                           &workspace_dx[tid, 0], block_dx, &dx[n, 0, 0, 0])
             if want_params:
                 wsp = &workspace_params[tid, 0]
                 _grad_params_sample(&x[n, 0, 0, 0], &dy[n, 0, 0, 0], &g, n_filters, has_bias,
