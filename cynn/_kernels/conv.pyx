@@ -439,14 +439,14 @@ def conv2d_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
                     floating[:, ::1] workspace_dx, floating[:, :, ::1] partial,
                     floating[:, ::1] workspace_params, int kh, int kw, int sh, int sw,
                     int ph, int pw, bint has_bias, bint want_dx, bint as_conv,
-                    bint want_params, int num_threads, bint blas_single_threaded):
+                    int num_threads, bint blas_single_threaded):
     """The input gradient and the weight gradient's partial sums in one pass over the
     samples, so that each dy[n] is read from memory once and then from the cache.
 
     With ``want_dx``, dx[n] is either col2im(W^T @ dy[n]) with ``weight_dx`` the (F, K)
     weight, or with ``as_conv`` (stride 1) the correlation of dy[n], padded by k - 1 - p,
     with ``weight_dx`` the flipped, transposed (C, F * kh * kw) kernel.
-    With ``want_params``, ``partial`` (G, K + has_bias, F) gets one transposed partial sum
+    ``partial`` (G, K + has_bias, F) gets one transposed partial sum
     [im2col(x[n]); 1] @ dy[n]^T per group of consecutive samples (G fixed by the caller,
     independently of the thread count); ``conv2d_reduce_params`` adds them up.
     ``workspace_dx`` and ``workspace_params`` have ``workspace_size`` items per thread for
@@ -479,12 +479,11 @@ def conv2d_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
             _check(weight_dx.shape[0] == n_filters and weight_dx.shape[1] == k, "weight shape")
             block_dx = _block(k, g.ho, g.wo, sizeof(floating))
             _check_workspace(workspace_dx, threads, &g, k, sizeof(floating))
-    if want_params:
-        _check(partial.shape[1] == kk and partial.shape[2] == n_filters, "partial-sum workspace")
-        _check_workspace(workspace_params, threads, &g, kk, sizeof(floating))
+    _check(partial.shape[1] == kk and partial.shape[2] == n_filters, "partial-sum workspace")
+    _check_workspace(workspace_params, threads, &g, kk, sizeof(floating))
     # Fused when every thread gets a group; with more threads than groups, dx first
     # spreads over the samples on its own (the same per-sample work, the same bits).
-    cdef bint fuse = want_dx and want_params and threads <= n_groups
+    cdef bint fuse = want_dx and threads <= n_groups
     if want_dx and not fuse:
         for n in prange(n_batch, nogil=True, schedule='static', num_threads=threads):
             _dx_sample(as_conv, &weight_dx[0, 0], n_filters, &dy[n, 0, 0, 0], &g, &gq,
@@ -493,16 +492,14 @@ def conv2d_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
         tid = threadid()
         first = grp * n_batch // n_groups
         last = (grp + 1) * n_batch // n_groups
-        if want_params:
-            memset(&partial[grp, 0, 0], 0, kk * n_filters * sizeof(floating))
+        memset(&partial[grp, 0, 0], 0, kk * n_filters * sizeof(floating))
         for n in range(first, last):
             if fuse:
                 _dx_sample(as_conv, &weight_dx[0, 0], n_filters, &dy[n, 0, 0, 0], &g, &gq,
                            &workspace_dx[tid, 0], block_dx, &dx[n, 0, 0, 0])
-            if want_params:
-                wsp = &workspace_params[tid, 0]
-                _grad_params_sample(&x[n, 0, 0, 0], &dy[n, 0, 0, 0], &g, n_filters, has_bias,
-                                    wsp, wsp + block_params, &partial[grp, 0, 0])
+            wsp = &workspace_params[tid, 0]
+            _grad_params_sample(&x[n, 0, 0, 0], &dy[n, 0, 0, 0], &g, n_filters, has_bias,
+                                wsp, wsp + block_params, &partial[grp, 0, 0])
 
 
 def conv2d_reduce_params(const floating[:, :, ::1] partial, floating[:, ::1] grad_weight,

@@ -194,16 +194,16 @@ class Conv2d(Module):
         partial = self._partial(x.shape[0])
         _conv.conv2d_backward(x, dy, weight_dx, dx, ws_dx, partial, ws_params,
                               kh, kw, sh, sw, ph, pw, self.b is not None, want_dx, as_conv,
-                              True, get_num_threads(), kernel_blas_single_threaded())
+                              get_num_threads(), kernel_blas_single_threaded())
         return partial
 
     def _update_parameters_grad(self, input, output_grad):
         cache, self._grad_cache = self._grad_cache, None
-        x, out_hw = self._check_input(input)
         f, k = self.out_channels, self.W[0].size
         if cache is not None and cache[0] is input and cache[1] is output_grad:
-            partial = cache[2]
+            partial = cache[2]  # input and output_grad were checked by the first hook
         else:
+            x, out_hw = self._check_input(input)
             dy = check_grad_input(self, x, output_grad, (x.shape[0], f) + out_hw, self.dtype)
             partial = self._backward(x, dy)
         grad_b = self.gradb if self.gradb is not None else np.empty(0, self.dtype)
