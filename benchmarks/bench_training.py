@@ -28,7 +28,7 @@ import numpy as np
 
 import cynn
 from cynn.datasets import iterate_minibatches, load_digits
-from cynn.trainers.models import small_cnn
+from cynn.models import small_cnn
 
 try:
     import torch

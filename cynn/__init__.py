@@ -1,23 +1,22 @@
 """cynn: a CPU deep-learning framework for small convolutional networks.
 
-Hot layers (Conv2d, BatchNormalization, MaxPool2d) run on Cython kernels; everything
-else is plain Python around one small `Module` contract.
+The hot layers (Conv2d, BatchNormalization, MaxPool2d and AvgPool2d, Linear, ReLU) run
+on Cython kernels; everything else is plain Python around one small `Module` contract.
 """
+from . import criterions, functional, layers, lr_scheduler, models, optim  # noqa: F401
 from ._random import manual_seed
 from ._threads import get_num_threads, set_num_threads
+from .criterions import *  # noqa: F401,F403
 from .gradcheck import GradcheckError, check_criterion, gradcheck
-from .criterions import (ClassNLLCriterion, ClassNLLCriterionUnstable, Criterion,
-                         CrossEntropyCriterion, MSECriterion)
-from .layers import (ELU, AvgPool2d, BatchNormalization, ChannelwiseScaling, Conv2d, Dropout,
-                     Flatten, LeakyReLU, Linear, LogSoftMax, MaxPool2d, ReLU, Sigmoid, SoftMax,
-                     SoftPlus, Tanh)
+from .layers import *  # noqa: F401,F403
+from .lr_scheduler import *  # noqa: F401,F403
 from .module import Module, Sequential
-from .optim import (SGD, Adam, AdamW, CosineAnnealingLR, ExponentialLR, LRScheduler, Optimizer,
-                    ReduceLROnPlateau, StepLR)
+from .optim import *  # noqa: F401,F403
 from .serialization import load, save
 
 __version__ = "0.1.0"
 
+# The subpackages list their public names once; this list is derived from theirs.
 __all__ = [
     "Module",
     "Sequential",
@@ -29,34 +28,8 @@ __all__ = [
     "GradcheckError",
     "save",
     "load",
-    "Conv2d",
-    "Dropout",
-    "Linear",
-    "BatchNormalization",
-    "ChannelwiseScaling",
-    "AvgPool2d",
-    "MaxPool2d",
-    "Flatten",
-    "ReLU",
-    "LeakyReLU",
-    "ELU",
-    "SoftPlus",
-    "Sigmoid",
-    "Tanh",
-    "SoftMax",
-    "LogSoftMax",
-    "Criterion",
-    "MSECriterion",
-    "ClassNLLCriterionUnstable",
-    "ClassNLLCriterion",
-    "CrossEntropyCriterion",
-    "Optimizer",
-    "SGD",
-    "Adam",
-    "AdamW",
-    "LRScheduler",
-    "StepLR",
-    "ExponentialLR",
-    "CosineAnnealingLR",
-    "ReduceLROnPlateau",
+    *layers.__all__,
+    *criterions.__all__,
+    *optim.__all__,
+    *lr_scheduler.__all__,
 ]

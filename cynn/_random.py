@@ -39,9 +39,30 @@ def check_random_state(random_state):
             raise ValueError(f"random_state must be non-negative, got {random_state}")
         return np.random.default_rng(int(random_state))
     raise TypeError(
-        "random_state must be None, an int or a numpy.random.Generator, "
-        f"got {type(random_state).__name__}"
+        "random_state must be None, a non-negative int or a numpy.random.Generator, "
+        f"got {random_state!r} ({type(random_state).__name__})"
     )
+
+
+def as_generator(random_state):
+    """Like `check_random_state`, but ``None`` gives a Generator on fresh entropy
+    (for shuffling and synthetic data, which do not follow `manual_seed`)."""
+    rng = check_random_state(random_state)
+    return np.random.default_rng() if rng is None else rng
+
+
+def derive_seed(random_state):
+    """An int seed drawn from ``random_state`` (None, an int, a NumPy RandomState or
+    Generator), or None for fresh entropy: what the estimators hand to the model
+    builder, the shuffling and the validation split."""
+    if random_state is None:
+        return None
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(np.iinfo(np.int32).max))
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(np.iinfo(np.int32).max))
+    check_random_state(random_state)
+    return int(random_state)
 
 
 def generator_for(rng):

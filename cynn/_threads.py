@@ -3,30 +3,21 @@
 The kernels receive the count as an argument of every call (``prange(num_threads=...)``),
 so changing it never needs a rebuild.
 
-Two BLAS libraries are usually loaded: the one NumPy uses (``Linear``'s matmul) and the
-one behind ``scipy.linalg.cython_blas`` (the convolution kernels).  The convolution
-kernels spread samples over OpenMP threads and call a single-threaded GEMM per sample,
-so SciPy's BLAS is pinned to one thread; a threaded GEMM inside a prange region would
+Two BLAS libraries are usually loaded: the one NumPy uses (array arithmetic in Python
+code) and the one behind ``scipy.linalg.cython_blas`` (the GEMMs of the convolution and
+``Linear`` kernels, ``conv.pyx`` and ``dense.pyx``).  Those kernels spread blocks of work
+over OpenMP threads and call a single-threaded GEMM per block, so SciPy's BLAS is
+pinned to one thread; a threaded GEMM inside a prange region would
 put two thread pools on the same cores.  NumPy's BLAS gets the cynn thread count.
 When SciPy's BLAS cannot be told apart from NumPy's, the kernels fall back to serial
 loops around threaded GEMMs (`kernel_blas_single_threaded` returns False).
 """
 import os
 
+from ._validation import parse_positive_int
+
 _num_threads = None
 _kernel_blas_pinned = None
-
-
-def _parse_positive_int(value, name):
-    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    try:
-        n = int(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a positive integer, got {value!r}") from None
-    if n < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return n
 
 
 def _default_num_threads():
@@ -51,7 +42,7 @@ def get_num_threads():
     if _num_threads is None:
         env = os.environ.get("CYNN_NUM_THREADS")
         if env:
-            _num_threads = _parse_positive_int(env, "CYNN_NUM_THREADS")
+            _num_threads = parse_positive_int(env, "CYNN_NUM_THREADS")
             _limit_blas(_num_threads)
         else:
             _num_threads = _default_num_threads()
@@ -64,7 +55,7 @@ def set_num_threads(n):
     Results do not depend on this number: every reduction runs in a fixed order.
     """
     global _num_threads
-    _num_threads = _parse_positive_int(n, "num_threads")
+    _num_threads = parse_positive_int(n, "num_threads")
     _limit_blas(_num_threads)
 
 

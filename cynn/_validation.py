@@ -1,8 +1,9 @@
-"""Input and argument checks shared by the layers.
+"""Input and argument checks, shared by the whole package.
 
 Every check runs in Python before a kernel sees the data, and every message names the
 bad value and what was expected.
 """
+import math
 import numbers
 
 import numpy as np
@@ -72,16 +73,59 @@ def check_same_shape(grad, expected_shape, owner, name="output_grad"):
         )
 
 
-def positive_int(value, name, owner):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{owner}: {name} must be a positive integer, got {value!r}")
+# -- argument rules ------------------------------------------------------------------
+# One place for the rules that constructors, optimizers, the training loop, the
+# estimators, the datasets and the command line state about their arguments.  Each
+# returns the value normalized (int, float, bool) or raises ValueError with the message
+# ``"<owner>: <name> must be <requirement>, got <value>"`` (no owner prefix when
+# ``owner`` is None).
+
+def _fail(value, name, owner, requirement):
+    where = f"{owner}: " if owner else ""
+    raise ValueError(f"{where}{name} must be {requirement}, got {value!r}")
+
+
+def _is_integer(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def integer(value, name, owner=None, low=None, high=None):
+    """An integer in ``[low, high]`` (either bound may be None)."""
+    if low == 1 and high is None:
+        requirement = "a positive integer"
+    elif low == 0 and high is None:
+        requirement = "a non-negative integer"
+    elif high is None:
+        requirement = "an integer" if low is None else f"an integer >= {low}"
+    else:
+        requirement = f"an integer in [{'-inf' if low is None else low}, {high}]"
+    if not _is_integer(value) or (low is not None and value < low) \
+            or (high is not None and value > high):
+        _fail(value, name, owner, requirement)
     return int(value)
 
 
-def non_negative_int(value, name, owner):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise ValueError(f"{owner}: {name} must be a non-negative integer, got {value!r}")
-    return int(value)
+def positive_int(value, name, owner=None):
+    return integer(value, name, owner, low=1)
+
+
+def non_negative_int(value, name, owner=None):
+    return integer(value, name, owner, low=0)
+
+
+def parse_positive_int(text, name):
+    """A positive integer from text (an environment variable, a command-line value)."""
+    if isinstance(text, str):
+        try:
+            value = int(text.strip())
+        except ValueError:
+            _fail(text, name, None, "a positive integer")
+        if value < 1:
+            _fail(text, name, None, "a positive integer")
+        return value
+    if isinstance(text, float) and text.is_integer():
+        text = int(text)
+    return positive_int(text, name)
 
 
 def int_pair(value, name, owner, allow_zero=False):
@@ -95,21 +139,73 @@ def int_pair(value, name, owner, allow_zero=False):
     return (v, v)
 
 
-def finite_float(value, name, owner, low=None, high=None, low_open=False, high_open=False):
-    """Validate a real number inside an interval; names the value on failure."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
-        raise ValueError(f"{owner}: {name} must be a finite number, got {value!r}")
-    v = float(value)
-    bad = (
-        (low is not None and (v < low or (low_open and v == low)))
-        or (high is not None and (v > high or (high_open and v == high)))
-    )
-    if bad:
+def finite_float(value, name, owner=None, low=None, high=None, low_open=False, high_open=False):
+    """A finite real number inside an interval (either bound may be None)."""
+    if low is None and high is None:
+        requirement = "a finite number"
+    elif low == 0 and high is None:
+        requirement = "a positive finite number" if low_open else "a non-negative finite number"
+    else:
         lo = "(" if low_open else "["
         hi = ")" if high_open else "]"
-        interval = f"{lo}{'-inf' if low is None else low}, {'inf' if high is None else high}{hi}"
-        raise ValueError(f"{owner}: {name} must be in {interval}, got {value!r}")
+        requirement = f"a number in {lo}{'-inf' if low is None else low}, " \
+                      f"{'inf' if high is None else high}{hi}"
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) \
+            or not math.isfinite(value):
+        _fail(value, name, owner, requirement)
+    v = float(value)
+    if (low is not None and (v < low or (low_open and v == low))) \
+            or (high is not None and (v > high or (high_open and v == high))):
+        _fail(value, name, owner, requirement)
     return v
+
+
+def positive_float(value, name, owner=None):
+    return finite_float(value, name, owner, low=0, low_open=True)
+
+
+def non_negative_float(value, name, owner=None):
+    return finite_float(value, name, owner, low=0)
+
+
+def fraction(value, name, owner=None, include_zero=True):
+    """A number in [0, 1) (or (0, 1))."""
+    return finite_float(value, name, owner, low=0, high=1, low_open=not include_zero,
+                        high_open=True)
+
+
+def flag(value, name, owner=None):
+    if not isinstance(value, (bool, np.bool_)):
+        _fail(value, name, owner, "True or False")
+    return bool(value)
+
+
+def choice(value, name, owner, choices):
+    if not isinstance(value, str) or value not in choices:
+        _fail(value, name, owner, f"one of {tuple(choices)}")
+    return value
+
+
+def collect_errors(errors, check, *args, **kwargs):
+    """Run one rule; on failure append its message to ``errors`` instead of raising
+    (the estimators report every bad parameter at once)."""
+    try:
+        return check(*args, **kwargs)
+    except (ValueError, TypeError) as exc:
+        errors.append(str(exc))
+        return None
+
+
+def check_state_keys(state, expected, owner):
+    """Raise unless ``state`` is a dict with exactly the ``expected`` keys."""
+    if not isinstance(state, dict):
+        raise TypeError(f"{owner}.load_state_dict expects a dict, got {type(state).__name__}")
+    expected, given = set(expected), set(state)
+    if expected != given:
+        raise ValueError(
+            f"state does not match {owner}: missing keys {sorted(expected - given)}, "
+            f"unexpected keys {sorted(given - expected)}"
+        )
 
 
 def window_output_size(shape, kernel_size, stride, padding, owner):

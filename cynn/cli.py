@@ -12,6 +12,8 @@ import os
 import sys
 import time
 
+from cynn._validation import parse_positive_int, positive_float, positive_int
+
 MODELS = ("small-cnn", "mlp")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 
@@ -20,24 +22,20 @@ class CLIError(Exception):
     """A user mistake, reported as one line."""
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _argument(rule, requirement):
+    """An argparse type: text parsed as a number, then checked by one of the package's
+    argument rules; the message names the text as typed."""
+    def convert(text):
+        try:
+            return rule(float(text) if rule is positive_float else parse_positive_int(text, "value"),
+                        "value")
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {requirement}, got {text!r}") from None
+    return convert
 
 
-def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
+_positive_int = _argument(positive_int, "a positive integer")
+_positive_float = _argument(positive_float, "a positive number")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -88,7 +86,7 @@ def _load_data(name, seed):
 
 
 def _build(config):
-    from cynn.trainers.models import mlp, small_cnn
+    from cynn.models import mlp, small_cnn
 
     shape = tuple(config["input_shape"])
     if config["model"] == "small-cnn":

@@ -11,7 +11,7 @@ Targets are either integer class labels of shape ``(N,)`` (any integer dtype, ea
 import numpy as np
 
 from ._validation import as_float_array, as_real_array, check_ndim
-from .layers.activation import _log_softmax_rows
+from .functional import log_softmax
 
 __all__ = [
     "Criterion",
@@ -224,10 +224,10 @@ class CrossEntropyCriterion(Criterion):
 
     def _compute_output(self, input, target):
         x = self._check_input(input)
-        return -_target_dot(self._target_matrix(x, target), _log_softmax_rows(x)) / x.shape[0]
+        return -_target_dot(self._target_matrix(x, target), log_softmax(x)) / x.shape[0]
 
     def _compute_input_grad(self, input, target):
         x = self._check_input(input)
         t = self._target_matrix(x, target)
-        probs = np.exp(_log_softmax_rows(x))
+        probs = np.exp(log_softmax(x))
         return (probs * t.sum(axis=1, keepdims=True) - t) / x.dtype.type(x.shape[0])

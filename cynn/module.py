@@ -99,7 +99,12 @@ class Module:
         return self
 
     def evaluate(self):
-        """Evaluation mode (Dropout is the identity, BatchNormalization uses moving statistics)."""
+        """Switch to evaluation mode (Dropout is the identity, BatchNormalization uses
+        moving statistics); returns self.
+
+        This only sets a mode: it computes nothing.  `cynn.trainers.Trainer.evaluate`
+        is the one that scores a model on data.
+        """
         self.training = False
         for child in self.children():
             child.evaluate()

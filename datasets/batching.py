@@ -1,7 +1,8 @@
 """Minibatches over any NumPy arrays, memory-mapped ones included."""
-import numbers
-
 import numpy as np
+
+from cynn._random import as_generator
+from cynn._validation import positive_int
 
 
 def iterate_minibatches(X, y=None, batch_size=64, shuffle=True, drop_last=False, random_state=None):
@@ -23,21 +24,10 @@ def iterate_minibatches(X, y=None, batch_size=64, shuffle=True, drop_last=False,
         raise ValueError("iterate_minibatches got an empty X")
     if y is not None and len(y) != n:
         raise ValueError(f"X has {n} samples but y has {len(y)}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    rng = _generator(random_state) if shuffle else None
-    return _batches(X, y, n, int(batch_size), rng, drop_last)
-
-
-def _generator(random_state):
-    """Check ``random_state`` now (not at the first batch) and return a Generator."""
-    if isinstance(random_state, np.random.Generator):
-        return random_state
-    if random_state is None or (isinstance(random_state, numbers.Integral)
-                                and not isinstance(random_state, bool) and random_state >= 0):
-        return np.random.default_rng(random_state)
-    raise ValueError("random_state must be None, a non-negative int or a numpy.random.Generator, "
-                     f"got {random_state!r}")
+    batch_size = positive_int(batch_size, "batch_size")
+    # Checked now, not at the first batch: the error belongs to this call.
+    rng = as_generator(random_state) if shuffle else None
+    return _batches(X, y, n, batch_size, rng, drop_last)
 
 
 def _batches(X, y, n, batch_size, rng, drop_last):

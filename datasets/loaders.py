@@ -5,9 +5,10 @@ from ``random_state``.  Loaders live in a registry, so `load_dataset` finds them
 name and new ones (larger image sets, synthetic data) plug in with `register`.
 """
 import dataclasses
-import numbers
 
 import numpy as np
+
+from cynn._validation import fraction
 
 
 # eq=False: the fields are arrays, which have no single truth value; two datasets
@@ -78,13 +79,8 @@ def load_dataset(name, **kwargs):
 
 
 def _check_sizes(test_size, val_size):
-    for label, value in (("test_size", test_size), ("val_size", val_size)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
-            raise ValueError(f"{label} must be a fraction in [0, 1), got {value!r}")
-    if not 0 < test_size < 1:
-        raise ValueError(f"test_size must be in (0, 1), got {test_size!r}")
-    if not 0 <= val_size < 1:
-        raise ValueError(f"val_size must be in [0, 1), got {val_size!r}")
+    fraction(test_size, "test_size", include_zero=False)
+    fraction(val_size, "val_size")
     if test_size + val_size >= 1:
         raise ValueError(f"test_size + val_size must be below 1, got {test_size} + {val_size}")
 

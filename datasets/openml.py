@@ -6,13 +6,14 @@ Without a network and without a cache the fetchers raise one
 `DatasetUnavailableError` that says where the cache was looked for and how to fill it.
 """
 import http.client
-import numbers
 import os
 import socket
 import warnings
 from urllib.error import URLError
 
 import numpy as np
+
+from cynn._validation import fraction, positive_int
 
 from .loaders import Dataset, register
 
@@ -39,22 +40,14 @@ _NETWORK_ERRORS = (URLError, TimeoutError, ConnectionError, socket.gaierror,
                    http.client.HTTPException)
 
 
-def _check_count(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
-
-
 def _fetch_openml_images(name, title, data_id, class_names, data_home, val_size, random_state,
                          n_train, n_test, n_retries, delay):
     """Download (or read from the cache) one OpenML image set and split it."""
     from sklearn.datasets import fetch_openml, get_data_home
 
-    if isinstance(val_size, bool) or not isinstance(val_size, numbers.Real) \
-            or not 0 <= val_size < 1:
-        raise ValueError(f"val_size must be a fraction in [0, 1), got {val_size!r}")
-    n_train = _check_count("n_train", n_train)
-    n_test = _check_count("n_test", n_test)
+    val_size = fraction(val_size, "val_size")
+    n_train = positive_int(n_train, "n_train")
+    n_test = positive_int(n_test, "n_test")
     try:
         home = get_data_home(data_home)     # creates the folder
     except OSError as exc:

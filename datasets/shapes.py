@@ -12,9 +12,10 @@ Drawing is vectorized: every shape is a signed distance function evaluated on a
 coordinate grid for a whole batch of samples at once, and the distance to the outline
 becomes an anti-aliased coverage ``clip(0.5 - distance, 0, 1)``.
 """
-import numbers
-
 import numpy as np
+
+from cynn._random import as_generator
+from cynn._validation import integer, non_negative_float, positive_int
 
 from .loaders import register, split
 
@@ -91,15 +92,6 @@ _DISTANCES = (_disc, _ring, _square, _triangle, _cross, _bars, _frame, _ellipse)
 assert len(_DISTANCES) == len(SHAPE_NAMES)
 
 
-def _check_int(name, value, low, high=None):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an int, got {value!r}")
-    if value < low or (high is not None and value > high):
-        expected = f"at least {low}" if high is None else f"between {low} and {high}"
-        raise ValueError(f"{name} must be {expected}, got {value!r}")
-    return int(value)
-
-
 def make_shapes(n_samples, image_size=28, n_classes=6, noise=0.1, random_state=None):
     """Generate grayscale images of randomly placed, sized and rotated shapes.
 
@@ -144,14 +136,11 @@ def make_shapes(n_samples, image_size=28, n_classes=6, noise=0.1, random_state=N
     >>> X.shape, X.dtype, y.dtype
     ((100, 1, 28, 28), dtype('float32'), dtype('int64'))
     """
-    n_samples = _check_int("n_samples", n_samples, 1)
-    size = _check_int("image_size", image_size, 8)
-    n_classes = _check_int("n_classes", n_classes, 2, len(SHAPE_NAMES))
-    if isinstance(noise, bool) or not isinstance(noise, numbers.Real) \
-            or not np.isfinite(noise) or noise < 0:
-        raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
-    rng = random_state if isinstance(random_state, np.random.Generator) \
-        else np.random.default_rng(random_state)
+    n_samples = positive_int(n_samples, "n_samples")
+    size = integer(image_size, "image_size", low=8)
+    n_classes = integer(n_classes, "n_classes", low=2, high=len(SHAPE_NAMES))
+    noise = non_negative_float(noise, "noise")
+    rng = as_generator(random_state)
 
     # Every per-sample parameter is drawn up front, as arrays, so the images depend
     # only on the seed and not on how the work is split into chunks.

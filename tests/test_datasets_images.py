@@ -149,14 +149,14 @@ def test_position_size_and_rotation_vary_within_a_class():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"n_samples": 0}, "n_samples must be at least 1, got 0"),
-    ({"n_samples": 2.5}, "n_samples must be an int, got 2.5"),
-    ({"n_samples": True}, "n_samples must be an int, got True"),
-    ({"n_samples": 10, "image_size": 7}, "image_size must be at least 8, got 7"),
-    ({"n_samples": 10, "n_classes": 1}, "n_classes must be between 2 and 8, got 1"),
-    ({"n_samples": 10, "n_classes": 9}, "n_classes must be between 2 and 8, got 9"),
-    ({"n_samples": 10, "noise": -0.1}, r"noise must be a finite number >= 0, got -0.1"),
-    ({"n_samples": 10, "noise": float("nan")}, "noise must be a finite number >= 0, got nan"),
+    ({"n_samples": 0}, "n_samples must be a positive integer, got 0"),
+    ({"n_samples": 2.5}, "n_samples must be a positive integer, got 2.5"),
+    ({"n_samples": True}, "n_samples must be a positive integer, got True"),
+    ({"n_samples": 10, "image_size": 7}, "image_size must be an integer >= 8, got 7"),
+    ({"n_samples": 10, "n_classes": 1}, r"n_classes must be an integer in \[2, 8\], got 1"),
+    ({"n_samples": 10, "n_classes": 9}, r"n_classes must be an integer in \[2, 8\], got 9"),
+    ({"n_samples": 10, "noise": -0.1}, r"noise must be a non-negative finite number, got -0.1"),
+    ({"n_samples": 10, "noise": float("nan")}, "noise must be a non-negative finite number, got nan"),
 ])
 def test_make_shapes_rejects_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -389,10 +389,10 @@ def test_labels_parse_quoted_or_not_with_either_parser(openml, tmp_path, monkeyp
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"val_size": 1.0}, r"val_size must be a fraction in \[0, 1\), got 1.0"),
-    ({"val_size": -0.1}, r"val_size must be a fraction in \[0, 1\), got -0.1"),
-    ({"n_train": 0}, "n_train must be a positive int, got 0"),
-    ({"n_test": 2.0}, "n_test must be a positive int, got 2.0"),
+    ({"val_size": 1.0}, r"val_size must be a number in \[0, 1\), got 1.0"),
+    ({"val_size": -0.1}, r"val_size must be a number in \[0, 1\), got -0.1"),
+    ({"n_train": 0}, "n_train must be a positive integer, got 0"),
+    ({"n_test": 2.0}, "n_test must be a positive integer, got 2.0"),
 ])
 def test_fetch_rejects_bad_arguments_before_downloading(openml, kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -7,9 +7,9 @@ import pytest
 
 import cynn
 from cynn.datasets import load_digits
-from cynn.trainers import (Callback, Checkpoint, CSVLogger, EarlyStopping, History, LRScheduler,
+from cynn.trainers import (Callback, Checkpoint, CSVLogger, EarlyStopping, History, LRSchedulerCallback,
                            NonFiniteLossError, ProgressBar, Trainer, plot_histories)
-from cynn.trainers.models import small_cnn
+from cynn.models import small_cnn
 
 
 @pytest.fixture(scope="module")
@@ -111,11 +111,22 @@ def test_checkpoint_saves_best_model(digits, tmp_path):
 
 def test_lr_scheduler_and_csv_logger(digits, tmp_path):
     trainer = _trainer(digits, lr=0.01, optimizer="sgd")
-    trainer.callbacks += [LRScheduler(cynn.StepLR(trainer.optimizer, step_size=1, gamma=0.5)),
+    trainer.callbacks += [LRSchedulerCallback(cynn.StepLR(trainer.optimizer, step_size=1, gamma=0.5)),
                           CSVLogger(tmp_path / "log.csv")]
     history = trainer.fit(digits.train, epochs=3)
     assert history["lr"] == [0.01, 0.005, 0.0025]
     assert History.from_csv(tmp_path / "log.csv")["train_loss"] == pytest.approx(history["train_loss"])
+
+
+def test_the_old_callback_name_still_works_and_says_it_is_deprecated(digits):
+    from cynn.trainers import LRScheduler
+
+    trainer = _trainer(digits, lr=0.01, optimizer="sgd")
+    with pytest.warns(FutureWarning, match="LRSchedulerCallback"):
+        callback = LRScheduler(cynn.StepLR(trainer.optimizer, step_size=1, gamma=0.5))
+    assert isinstance(callback, LRSchedulerCallback)
+    trainer.callbacks.append(callback)
+    assert trainer.fit(digits.train, epochs=2)["lr"] == [0.01, 0.005]
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")

@@ -1,9 +1,9 @@
 """Training loop, callbacks, histories and scikit-learn estimators (installed as cynn.trainers)."""
 from .callbacks import (Callback, Checkpoint, CSVLogger, EarlyStopping, LRScheduler,
-                        ProgressBar)
+                        LRSchedulerCallback, ProgressBar)
 from .estimators import NeuralNetClassifier, NeuralNetRegressor
 from .history import History
-from .models import mlp, small_cnn
+from cynn.models import mlp, small_cnn
 from .plotting import plot_histories
 from .trainer import NonFiniteLossError, Trainer
 
@@ -16,7 +16,8 @@ __all__ = [
     "ProgressBar",
     "EarlyStopping",
     "Checkpoint",
-    "LRScheduler",
+    "LRSchedulerCallback",
+    "LRScheduler",  # deprecated alias of LRSchedulerCallback
     "CSVLogger",
     "NeuralNetClassifier",
     "NeuralNetRegressor",

@@ -13,7 +13,7 @@ History record.  A callback stops training by setting ``trainer.stop_training = 
 """
 import math
 
-
+from cynn._validation import choice, non_negative_float, non_negative_int
 from cynn.serialization import save
 
 from .history import History
@@ -42,8 +42,7 @@ class Callback:
 
 
 def _mode_for(monitor, mode):
-    if mode not in ("auto", "min", "max"):
-        raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
+    choice(mode, "mode", None, ("auto", "min", "max"))
     if mode == "auto":
         return "max" if "acc" in monitor else "min"
     return mode
@@ -55,11 +54,9 @@ class _Monitor:
     def __init__(self, monitor, mode, min_delta=0.0):
         if not isinstance(monitor, str):
             raise ValueError(f"monitor must be a column name, got {monitor!r}")
-        if not isinstance(min_delta, (int, float)) or min_delta < 0:
-            raise ValueError(f"min_delta must be a non-negative number, got {min_delta!r}")
         self.monitor = monitor
         self.mode = _mode_for(monitor, mode)
-        self.min_delta = float(min_delta)
+        self.min_delta = non_negative_float(min_delta, "min_delta")
         self.reset()
 
     def reset(self):
@@ -147,9 +144,7 @@ class EarlyStopping(Callback):
     """
 
     def __init__(self, monitor="val_loss", patience=5, min_delta=0.0, mode="auto", restore_best=True):
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-            raise ValueError(f"patience must be a non-negative integer, got {patience!r}")
-        self.patience = patience
+        self.patience = non_negative_int(patience, "patience")
         self.restore_best = restore_best
         self._monitor = _Monitor(monitor, mode, min_delta)
         self.best_epoch = None
@@ -217,10 +212,18 @@ class Checkpoint(Callback):
         self.saved.append(path)
 
 
-class LRScheduler(Callback):
-    """Step a learning-rate schedule (``cynn.StepLR`` and friends) after every epoch.
+class LRSchedulerCallback(Callback):
+    """Step a learning-rate schedule (`cynn.lr_scheduler.StepLR` and friends) after
+    every epoch.
 
-    ``ReduceLROnPlateau`` is stepped with the epoch's ``monitor`` value.
+    ``ReduceLROnPlateau`` is stepped with the epoch's ``monitor`` value (the training
+    loss when the epoch has no such column).  The schedule itself is a
+    `cynn.lr_scheduler.LRScheduler`; this callback only calls its ``step``.
+
+    Parameters
+    ----------
+    schedule : cynn.lr_scheduler.LRScheduler
+    monitor : str, default 'val_loss'
     """
 
     def __init__(self, schedule, monitor="val_loss"):
@@ -228,7 +231,7 @@ class LRScheduler(Callback):
         self.monitor = monitor
 
     def on_epoch_end(self, trainer, epoch, logs):
-        from cynn.optim import ReduceLROnPlateau
+        from cynn.lr_scheduler import ReduceLROnPlateau
 
         if isinstance(self.schedule, ReduceLROnPlateau):
             value = logs.get(self.monitor)
@@ -237,6 +240,19 @@ class LRScheduler(Callback):
             self.schedule.step(value)
         else:
             self.schedule.step()
+
+
+class LRScheduler(LRSchedulerCallback):
+    """Deprecated name of `LRSchedulerCallback` (it clashed with
+    `cynn.lr_scheduler.LRScheduler`, the base class of the schedules); it will be
+    removed in the next release."""
+
+    def __init__(self, schedule, monitor="val_loss"):
+        import warnings
+
+        warnings.warn("cynn.trainers.LRScheduler is deprecated; use "
+                      "cynn.trainers.LRSchedulerCallback", FutureWarning, stacklevel=2)
+        super().__init__(schedule, monitor)
 
 
 class CSVLogger(Callback):

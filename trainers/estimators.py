@@ -6,6 +6,7 @@ Pipeline, cross_val_score, GridSearchCV (also with ``n_jobs``: fitted and unfitt
 estimators pickle), and pass ``sklearn.utils.estimator_checks``.
 """
 import copy
+import functools
 import math
 import numbers
 
@@ -16,9 +17,13 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 import cynn
+from cynn._random import derive_seed
+from cynn.functional import softmax
+from cynn._validation import (collect_errors, fraction, non_negative_float, non_negative_int,
+                              positive_float, positive_int)
 
 from .callbacks import Callback, EarlyStopping
-from .models import mlp, small_cnn
+from cynn.models import mlp, small_cnn
 from .trainer import Trainer
 
 _OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -53,30 +58,15 @@ class _NeuralNet(BaseEstimator):
     def _validate_params(self):
         """Check every parameter and report all problems in one ValueError/TypeError."""
         errors = []
-
-        def integer(name, low=1):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-                kind = "a positive" if low == 1 else "a non-negative"
-                errors.append(f"{name} must be {kind} integer, got {value!r}")
-
-        def number(name, low, high=None, low_open=False):
-            value = getattr(self, name)
-            ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-            if ok:
-                ok = (value > low if low_open else value >= low) and (high is None or value < high)
-            if not ok:
-                bound = f"{'(' if low_open else '['}{low}, {high if high is not None else 'inf'})"
-                errors.append(f"{name} must be a number in {bound}, got {value!r}")
-
-        integer("batch_size")
-        integer("max_epochs")
+        check = functools.partial(collect_errors, errors)
+        check(positive_int, self.batch_size, "batch_size")
+        check(positive_int, self.max_epochs, "max_epochs")
         if self.early_stopping:
-            integer("patience", low=0)
-        number("lr", 0, low_open=True)
-        number("momentum", 0, 1)
-        number("weight_decay", 0)
-        number("validation_fraction", 0, 1)
+            check(non_negative_int, self.patience, "patience")
+        check(positive_float, self.lr, "lr")
+        check(fraction, self.momentum, "momentum")
+        check(non_negative_float, self.weight_decay, "weight_decay")
+        check(fraction, self.validation_fraction, "validation_fraction")
         if self.early_stopping and not self.validation_fraction:
             errors.append("early_stopping=True needs validation_fraction > 0")
         if not (isinstance(self.optimizer, str) and self.optimizer.lower() in _OPTIMIZERS) \
@@ -113,17 +103,6 @@ class _NeuralNet(BaseEstimator):
             X = X.reshape((X.shape[0],) + tuple(self.image_shape))
         return X
 
-    def _seed(self):
-        """An int seed derived from random_state (None: fresh entropy)."""
-        rs = self.random_state
-        if rs is None:
-            return None
-        if isinstance(rs, np.random.RandomState):
-            return int(rs.randint(np.iinfo(np.int32).max))
-        if isinstance(rs, np.random.Generator):
-            return int(rs.integers(np.iinfo(np.int32).max))
-        return int(rs)
-
     # -- building -----------------------------------------------------------------
     def _build_module(self, n_features, n_outputs, seed):
         dtype = np.dtype(self.dtype)
@@ -154,7 +133,7 @@ class _NeuralNet(BaseEstimator):
         return self.optimizer(module, lr=self.lr)
 
     def _initialize(self, n_features, n_outputs):
-        seed = self._seed()
+        seed = derive_seed(self.random_state)
         self._rng_ = np.random.default_rng(seed)
         self.module_ = self._build_module(n_features, n_outputs, seed)
         self.optimizer_ = self._build_optimizer(self.module_)
@@ -209,12 +188,6 @@ class _NeuralNet(BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.non_deterministic = False
         return tags
-
-
-def _softmax(z):
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 class NeuralNetClassifier(ClassifierMixin, _NeuralNet):
@@ -307,7 +280,7 @@ class NeuralNetClassifier(ClassifierMixin, _NeuralNet):
         logits = self._forward(X).astype(np.float64)
         if logits.shape[1] == 1:
             return np.ones_like(logits)
-        return _softmax(logits)
+        return softmax(logits)
 
     def predict(self, X):
         check_is_fitted(self, "module_")

@@ -8,6 +8,8 @@ import time
 
 import numpy as np
 
+from cynn._random import as_generator
+from cynn._validation import positive_int
 from cynn.criterions import Criterion
 from cynn.datasets import iterate_minibatches
 from cynn.module import Module
@@ -140,8 +142,7 @@ class Trainer:
             raise TypeError(f"criterion must be a cynn Criterion, got {type(criterion).__name__}")
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer must be a cynn Optimizer, got {type(optimizer).__name__}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        batch_size = positive_int(batch_size, "batch_size")
         callbacks = list(callbacks)
         for cb in callbacks:
             if not isinstance(cb, Callback):
@@ -155,8 +156,7 @@ class Trainer:
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
         self.verbose = verbose
-        self._rng = np.random.default_rng(random_state) if not isinstance(
-            random_state, np.random.Generator) else random_state
+        self._rng = as_generator(random_state)
         self.history = History()
         self.stop_training = False
         self.interrupted = False
@@ -189,9 +189,7 @@ class Trainer:
         X, y = _as_xy(train, "train")
         if val is not None:
             _as_xy(val, "val")
-        if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
-            raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
-        self.epochs = int(epochs)
+        self.epochs = positive_int(epochs, "epochs")
         self.batches_per_epoch = math.ceil(len(X) / self.batch_size)
         self.stop_training = False
         self.interrupted = False
@@ -263,7 +261,12 @@ class Trainer:
         self._call("on_epoch_end", epoch, self.history[-1])
 
     def evaluate(self, data, batch_size=None):
-        """Loss and accuracy (None for non-classification outputs) in evaluation mode."""
+        """Score the model on ``data``: loss and accuracy (None for non-classification
+        outputs), computed in evaluation mode.
+
+        Not to be confused with `cynn.Module.evaluate`, which only switches a model
+        into evaluation mode.
+        """
         X, y = _as_xy(data, "data")
         total_loss, total_correct, accuracy_applies = 0.0, 0, True
         with self._evaluation_mode():

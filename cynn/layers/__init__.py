@@ -1,27 +1,13 @@
 """cynn's layers, one file per family."""
-from .activation import ELU, LeakyReLU, LogSoftMax, ReLU, Sigmoid, SoftMax, SoftPlus, Tanh
-from .conv import Conv2d
-from .dropout import Dropout
-from .linear import Linear
-from .normalization import BatchNormalization, ChannelwiseScaling
-from .pooling import AvgPool2d, MaxPool2d
-from .reshape import Flatten
+from . import activation, conv, dropout, linear, normalization, pooling, reshape
+from .activation import *  # noqa: F401,F403
+from .conv import *  # noqa: F401,F403
+from .dropout import *  # noqa: F401,F403
+from .linear import *  # noqa: F401,F403
+from .normalization import *  # noqa: F401,F403
+from .pooling import *  # noqa: F401,F403
+from .reshape import *  # noqa: F401,F403
 
-__all__ = [
-    "ReLU",
-    "LeakyReLU",
-    "ELU",
-    "SoftPlus",
-    "Sigmoid",
-    "Tanh",
-    "SoftMax",
-    "LogSoftMax",
-    "Conv2d",
-    "Dropout",
-    "Linear",
-    "BatchNormalization",
-    "ChannelwiseScaling",
-    "AvgPool2d",
-    "MaxPool2d",
-    "Flatten",
-]
+# Each family file lists its public layers once, in its own __all__.
+__all__ = [name for family in (activation, conv, dropout, linear, normalization, pooling, reshape)
+           for name in family.__all__]

@@ -41,7 +41,7 @@ def uniform_init(rng, bound, shape, dtype):
     return generator_for(rng).uniform(-bound, bound, size=shape).astype(dtype)
 
 
-def check_grad_input(layer, input, output_grad, out_shape, dtype):
+def check_grad_input(layer, output_grad, out_shape, dtype):
     """Convert ``output_grad`` and check it has the shape forward produced."""
     from .._validation import as_float_array, check_same_shape
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from .._kernels import activation as _act
 from .._threads import get_num_threads
+from ..functional import log_softmax, softmax
 from .._validation import as_float_array, check_ndim, check_same_shape, finite_float
 from ..module import Module
 
@@ -108,7 +109,7 @@ class LeakyReLU(_Activation):
         super().__init__()
         self.slope = finite_float(slope, "slope", "LeakyReLU")
 
-    # Branch-free forms (see ReLU._grad); both are exact: x + 0 and 0 + slope * x.
+    # Branch-free forms, which vectorize; both are exact: x + 0 and 0 + slope * x.
     def _apply(self, x):
         return np.maximum(x, 0) + x.dtype.type(self.slope) * np.minimum(x, 0)
 
@@ -226,13 +227,6 @@ class Tanh(_Activation):
         return dy * (1 - y * y)
 
 
-def _log_softmax_rows(x):
-    """``x - log(sum(exp(x)))`` per row, after subtracting the row maximum so that
-    the largest exponent is exactly 0 (nothing overflows, the sum is >= 1)."""
-    shifted = x - x.max(axis=1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-
-
 class SoftMax(_Activation):
     r"""Softmax over the classes (axis 1) of each row.
 
@@ -253,9 +247,7 @@ class SoftMax(_Activation):
     _shape_name = "(N, C)"
 
     def _apply(self, x):
-        e = np.exp(x - x.max(axis=1, keepdims=True))
-        e /= e.sum(axis=1, keepdims=True)
-        return e
+        return softmax(x)
 
     def _grad(self, x, y, dy):
         return y * (dy - np.sum(dy * y, axis=1, keepdims=True))
@@ -282,7 +274,7 @@ class LogSoftMax(_Activation):
     _shape_name = "(N, C)"
 
     def _apply(self, x):
-        return _log_softmax_rows(x)
+        return log_softmax(x)
 
     def _grad(self, x, y, dy):
         return dy - np.exp(y) * dy.sum(axis=1, keepdims=True)

@@ -9,6 +9,8 @@ from .._kernels import conv as _conv
 from ..module import Module
 from ._base import Workspaces, check_grad_input, uniform_init
 
+__all__ = ["Conv2d"]
+
 
 def _resolve_padding(padding, kernel_size, owner):
     if isinstance(padding, str):
@@ -148,7 +150,7 @@ class Conv2d(Module):
     def _compute_input_grad(self, input, output_grad):
         x, out_hw = self._check_input(input)
         f = self.out_channels
-        dy = check_grad_input(self, x, output_grad, (x.shape[0], f) + out_hw, self.dtype)
+        dy = check_grad_input(self, output_grad, (x.shape[0], f) + out_hw, self.dtype)
         dx = np.empty(x.shape, dtype=self.dtype)
         # One pass over the samples computes dx and the weight gradient's partial sums
         # while each dy[n] is in the cache; backward calls the parameter hook next with
@@ -204,7 +206,7 @@ class Conv2d(Module):
             partial = cache[2]  # input and output_grad were checked by the first hook
         else:
             x, out_hw = self._check_input(input)
-            dy = check_grad_input(self, x, output_grad, (x.shape[0], f) + out_hw, self.dtype)
+            dy = check_grad_input(self, output_grad, (x.shape[0], f) + out_hw, self.dtype)
             partial = self._backward(x, dy)
         grad_b = self.gradb if self.gradb is not None else np.empty(0, self.dtype)
         _conv.conv2d_reduce_params(partial, self.gradW.reshape(f, k), grad_b, self.b is not None,

@@ -6,6 +6,8 @@ from .._validation import as_float_array, check_ndim, finite_float
 from ..module import Module
 from ._base import check_grad_input
 
+__all__ = ["Dropout"]
+
 
 class Dropout(Module):
     r"""Zero each element with probability ``p`` while training, scale the rest by
@@ -46,7 +48,7 @@ class Dropout(Module):
 
     def _compute_input_grad(self, input, output_grad):
         x = as_float_array(input, "Dropout")
-        dy = check_grad_input(self, x, output_grad, x.shape, x.dtype)
+        dy = check_grad_input(self, output_grad, x.shape, x.dtype)
         if self.mask is None:
             return dy.copy()
         if self.mask.shape != dy.shape:

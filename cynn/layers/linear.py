@@ -8,6 +8,8 @@ from .._validation import as_float_array, check_dtype, check_ndim, positive_int
 from ..module import Module
 from ._base import check_grad_input, uniform_init
 
+__all__ = ["Linear"]
+
 
 class Linear(Module):
     r"""Fully connected layer :math:`y = x W^T + b`.
@@ -76,12 +78,12 @@ class Linear(Module):
 
     def _compute_input_grad(self, input, output_grad):
         x = self._check_input(input)
-        dy = check_grad_input(self, x, output_grad, (x.shape[0], self.n_out), self.dtype)
+        dy = check_grad_input(self, output_grad, (x.shape[0], self.n_out), self.dtype)
         return self._matmul(dy, self.W, np.empty(x.shape, self.dtype), False, False, 0)
 
     def _update_parameters_grad(self, input, output_grad):
         x = self._check_input(input)
-        dy = check_grad_input(self, x, output_grad, (x.shape[0], self.n_out), self.dtype)
+        dy = check_grad_input(self, output_grad, (x.shape[0], self.n_out), self.dtype)
         self._matmul(dy, x, self.gradW, True, False, 1)
         if self.b is not None:
             self.gradb += dy.sum(axis=0)

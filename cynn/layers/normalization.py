@@ -9,6 +9,8 @@ from .._kernels import batchnorm as _bn
 from ..module import Module
 from ._base import Workspaces, check_grad_input, uniform_init
 
+__all__ = ["BatchNormalization", "ChannelwiseScaling"]
+
 
 def _as_channels_view(x):
     """(N, C) -> (N, C, 1) and (N, C, H, W) -> (N, C, H*W), without copying."""
@@ -141,7 +143,7 @@ class BatchNormalization(Module):
         x = self._check_input(input)
         if self.moving_mean is None:
             self._allocate(x.shape[1])
-        dy = check_grad_input(self, x, output_grad, x.shape, self.dtype)
+        dy = check_grad_input(self, output_grad, x.shape, self.dtype)
         dx = np.empty_like(x)
         if self.training:
             if self._saved is not None and self._saved[0] is input:
@@ -224,7 +226,7 @@ class ChannelwiseScaling(Module):
 
     def _compute_input_grad(self, input, output_grad):
         x = self._check_input(input)
-        dy = check_grad_input(self, x, output_grad, x.shape, self.dtype)
+        dy = check_grad_input(self, output_grad, x.shape, self.dtype)
         dx = np.empty_like(x)
         # One sweep gives dx and both parameter gradients; backward calls the
         # parameter hook next with the same objects and takes them from here.
@@ -242,7 +244,7 @@ class ChannelwiseScaling(Module):
             grad_gamma, grad_beta = cache[2], cache[3]
         else:
             x = self._check_input(input)
-            dy = check_grad_input(self, x, output_grad, x.shape, self.dtype)
+            dy = check_grad_input(self, output_grad, x.shape, self.dtype)
             grad_gamma = np.zeros_like(self.gamma)
             grad_beta = np.zeros_like(self.beta)
             _bn.scale_backward(_as_channels_view(x), _as_channels_view(dy), self.gamma,

@@ -7,6 +7,8 @@ from .._kernels import pooling as _pool
 from ..module import Module
 from ._base import Workspaces, check_grad_input
 
+__all__ = ["AvgPool2d", "MaxPool2d"]
+
 
 class _Pool2d(Module):
     """Argument and input checks shared by the 2-D pooling layers."""
@@ -75,7 +77,7 @@ class MaxPool2d(_Pool2d):
         if self._saved is None or self._saved[0] is not input:
             self._compute_output(input)
         _, shape, dtype, argmax = self._saved
-        dy = check_grad_input(self, input, output_grad, argmax.shape, dtype)
+        dy = check_grad_input(self, output_grad, argmax.shape, dtype)
         dx = np.empty(shape, dtype=dtype)
         _pool.maxpool2d_backward(dy, argmax, dx, get_num_threads())
         return dx
@@ -116,7 +118,7 @@ class AvgPool2d(_Pool2d):
 
     def _compute_input_grad(self, input, output_grad):
         x, out_hw = self._check_input(input)
-        dy = check_grad_input(self, x, output_grad, x.shape[:2] + out_hw, x.dtype)
+        dy = check_grad_input(self, output_grad, x.shape[:2] + out_hw, x.dtype)
         dy = dy * (1.0 / (self.kernel_size[0] * self.kernel_size[1]))
         dx = np.zeros(x.shape, dtype=x.dtype)
         for view in self._windows(dx, out_hw):

@@ -3,6 +3,8 @@ from .._validation import as_float_array, check_ndim
 from ..module import Module
 from ._base import check_grad_input
 
+__all__ = ["Flatten"]
+
 
 class Flatten(Module):
     """Flatten every axis but the first.
@@ -19,7 +21,7 @@ class Flatten(Module):
 
     def _compute_input_grad(self, input, output_grad):
         x = as_float_array(input, "Flatten")
-        dy = check_grad_input(self, x, output_grad, (x.shape[0], x[0].size), x.dtype)
+        dy = check_grad_input(self, output_grad, (x.shape[0], x[0].size), x.dtype)
         return dy.reshape(x.shape)
 
     def __repr__(self):
