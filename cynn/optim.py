@@ -399,19 +399,12 @@ class AdamW(Adam):
     .. math::
 
         p \leftarrow p\,(1 - \eta\lambda), \qquad
-        p \leftarrow p - \frac{\eta}{1 - \beta_1^t}\,
-              \frac{m}{\sqrt{v} / \sqrt{1 - \beta_2^t} + \epsilon}
+        \text{then the Adam step of `Adam` with } \lambda = 0 \text{ in its gradient.}
 
     Parameters
     ----------
-    module : Module
-        The model whose parameters are updated in place.
-    lr : float, default 1e-3
-        Learning rate :math:`\eta`, positive.
-    betas : (float, float), default (0.9, 0.999)
-        Each in [0, 1).
-    eps : float, default 1e-8
-        Positive.
+    module, lr, betas, eps
+        As in `Adam`.
     weight_decay : float, default 1e-2
         Decoupled decay :math:`\lambda \ge 0`.
 

@@ -5,6 +5,8 @@ stride-1, 'same'-padded Conv2d built from ``scipy.signal`` loops), kept as the
 reference the tests compare cynn against and the baseline the benchmarks time.
 They are slow on purpose: one 2-D correlation per (sample, out channel, in channel).
 """
+import itertools
+
 import numpy as np
 from scipy import signal
 
@@ -38,38 +40,37 @@ def channelwise_scaling(x, gamma, beta, output_grad):
     return y, output_grad * gamma, np.sum(output_grad * x, axis=0), np.sum(output_grad, axis=0)
 
 
+def _pairs(n, weight):
+    """Every (sample, out channel, in channel) triple, in the seed's loop order."""
+    return itertools.product(range(n), range(weight.shape[0]), range(weight.shape[1]))
+
+
+def _pad(a, pad):
+    return np.pad(a, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+
+
 def conv2d_forward(x, weight, bias):
     """Y_f = B_f + sum_c X_c (cross-correlation) K_fc with 'same' zero padding, stride 1."""
-    pad = weight.shape[2] // 2
-    n, _, h, w = x.shape
-    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-    out = np.zeros((n, weight.shape[0], h, w)) + bias[None, :, None, None]
-    for s in range(n):
-        for f in range(weight.shape[0]):
-            for c in range(weight.shape[1]):
-                out[s, f] += signal.correlate2d(xp[s, c], weight[f, c], "valid")
+    xp = _pad(x, weight.shape[2] // 2)
+    out = np.zeros((x.shape[0], weight.shape[0]) + x.shape[2:]) + bias[None, :, None, None]
+    for s, f, c in _pairs(x.shape[0], weight):
+        out[s, f] += signal.correlate2d(xp[s, c], weight[f, c], "valid")
     return out
 
 
 def conv2d_input_grad(x, weight, output_grad):
     """dL/dX_c = sum_f dL/dY_f (full convolution) K_fc, cropped back to 'same'."""
-    pad = weight.shape[2] // 2
-    gp = np.pad(output_grad, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    gp = _pad(output_grad, weight.shape[2] // 2)
     grad = np.zeros_like(x, dtype=np.float64)
-    for s in range(x.shape[0]):
-        for f in range(weight.shape[0]):
-            for c in range(weight.shape[1]):
-                grad[s, c] += signal.convolve2d(gp[s, f], weight[f, c], "valid")
+    for s, f, c in _pairs(x.shape[0], weight):
+        grad[s, c] += signal.convolve2d(gp[s, f], weight[f, c], "valid")
     return grad
 
 
 def conv2d_parameter_grads(x, weight, output_grad):
     """dL/dK_fc = X_c (cross-correlation) dL/dY_f and dL/dB_f = sum dL/dY_f."""
-    pad = weight.shape[2] // 2
-    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    xp = _pad(x, weight.shape[2] // 2)
     grad_w = np.zeros(weight.shape)
-    for s in range(x.shape[0]):
-        for f in range(weight.shape[0]):
-            for c in range(weight.shape[1]):
-                grad_w[f, c] += signal.correlate2d(xp[s, c], output_grad[s, f], "valid")
+    for s, f, c in _pairs(x.shape[0], weight):
+        grad_w[f, c] += signal.correlate2d(xp[s, c], output_grad[s, f], "valid")
     return grad_w, output_grad.sum(axis=(0, 2, 3))

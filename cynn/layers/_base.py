@@ -9,8 +9,8 @@ from .._random import generator_for
 class Workspaces:
     """Scratch arrays kept across calls, grown when a call needs more.
 
-    Touching freshly allocated memory costs about a microsecond per 4 KiB page on
-    these machines, so the large temporaries of a layer (im2col matrices and the
+    The first touch of freshly allocated memory costs a page fault per 4 KiB page,
+    so the large temporaries of a layer (im2col matrices and the
     like) are allocated once and reused.  Copies and pickles start empty.
     """
 
@@ -39,6 +39,21 @@ def uniform_init(rng, bound, shape, dtype):
     """U(-bound, bound) drawn in float64 then cast, so float32 and float64 models
     built from the same seed hold the same values up to rounding."""
     return generator_for(rng).uniform(-bound, bound, size=shape).astype(dtype)
+
+
+def init_weight_and_bias(layer, rng, bound, weight_shape, bias):
+    """Give ``layer`` a weight ``W`` of ``weight_shape`` and, when ``bias``, a bias ``b``
+    of one entry per output (``weight_shape[0]``), both U(-bound, bound), with their
+    zeroed gradients, and name them for the Module contract (weight first)."""
+    layer.W = uniform_init(rng, bound, weight_shape, layer.dtype)
+    layer.gradW = np.zeros_like(layer.W)
+    if bias:
+        layer.b = uniform_init(rng, bound, (weight_shape[0],), layer.dtype)
+        layer.gradb = np.zeros_like(layer.b)
+        layer._parameter_names, layer._grad_names = ("W", "b"), ("gradW", "gradb")
+    else:
+        layer.b = layer.gradb = None
+        layer._parameter_names, layer._grad_names = ("W",), ("gradW",)
 
 
 def check_grad_input(layer, output_grad, out_shape, dtype):

@@ -27,6 +27,8 @@ class _Activation(Module):
     # None: any shape with a batch axis; a tuple: the allowed ndims.
     _ndims = None
     _shape_name = "(N, *)"
+    # Constructor arguments, shown by __repr__.
+    _arguments = ()
 
     def __init__(self):
         super().__init__()
@@ -59,7 +61,8 @@ class _Activation(Module):
         return self._grad(x, y, dy)
 
     def __repr__(self):
-        return f"{type(self).__name__}()"
+        args = ", ".join(f"{name}={getattr(self, name)}" for name in self._arguments)
+        return f"{type(self).__name__}({args})"
 
 
 class ReLU(_Activation):
@@ -105,6 +108,8 @@ class LeakyReLU(_Activation):
     - Output: same shape and dtype as the input.
     """
 
+    _arguments = ("slope",)
+
     def __init__(self, slope=0.03):
         super().__init__()
         self.slope = finite_float(slope, "slope", "LeakyReLU")
@@ -116,9 +121,6 @@ class LeakyReLU(_Activation):
     def _grad(self, x, y, dy):
         positive = x > 0
         return dy * positive + (dy * dy.dtype.type(self.slope)) * ~positive
-
-    def __repr__(self):
-        return f"LeakyReLU(slope={self.slope})"
 
 
 class ELU(_Activation):
@@ -139,6 +141,8 @@ class ELU(_Activation):
     - Output: same shape and dtype as the input.
     """
 
+    _arguments = ("alpha",)
+
     def __init__(self, alpha=1.0):
         super().__init__()
         self.alpha = finite_float(alpha, "alpha", "ELU")
@@ -152,9 +156,6 @@ class ELU(_Activation):
     def _grad(self, x, y, dy):
         # alpha * e^x == y + alpha on the negative side: reuse the output.
         return np.where(x > 0, dy, dy * (y + y.dtype.type(self.alpha)))
-
-    def __repr__(self):
-        return f"ELU(alpha={self.alpha})"
 
 
 def _sigmoid(x):

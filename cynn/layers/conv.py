@@ -7,7 +7,7 @@ from .._validation import (as_float_array, check_dtype, check_ndim, int_pair,
                            positive_int, window_output_size)
 from .._kernels import conv as _conv
 from ..module import Module
-from ._base import Workspaces, check_grad_input, uniform_init
+from ._base import Workspaces, check_grad_input, init_weight_and_bias
 
 __all__ = ["Conv2d"]
 
@@ -99,15 +99,7 @@ class Conv2d(Module):
         else:
             raise ValueError(f"Conv2d: init must be 'seed' or 'fan_in', got {init!r}")
         shape = (self.out_channels, self.in_channels) + self.kernel_size
-        self.W = uniform_init(rng, bound, shape, self.dtype)
-        self.gradW = np.zeros_like(self.W)
-        if bias:
-            self.b = uniform_init(rng, bound, (self.out_channels,), self.dtype)
-            self.gradb = np.zeros_like(self.b)
-            self._parameter_names, self._grad_names = ("W", "b"), ("gradW", "gradb")
-        else:
-            self.b = self.gradb = None
-            self._parameter_names, self._grad_names = ("W",), ("gradW",)
+        init_weight_and_bias(self, rng, bound, shape, bias)
         self._ws = Workspaces()
         self._grad_cache = None
 

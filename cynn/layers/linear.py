@@ -6,7 +6,7 @@ from .._random import check_random_state
 from .._threads import get_num_threads, kernel_blas_single_threaded
 from .._validation import as_float_array, check_dtype, check_ndim, positive_int
 from ..module import Module
-from ._base import check_grad_input, uniform_init
+from ._base import check_grad_input, init_weight_and_bias
 
 __all__ = ["Linear"]
 
@@ -45,15 +45,7 @@ class Linear(Module):
         self.dtype = check_dtype(dtype, owner)
         rng = check_random_state(random_state)
         bound = 1.0 / np.sqrt(self.n_in)
-        self.W = uniform_init(rng, bound, (self.n_out, self.n_in), self.dtype)
-        self.gradW = np.zeros_like(self.W)
-        if bias:
-            self.b = uniform_init(rng, bound, (self.n_out,), self.dtype)
-            self.gradb = np.zeros_like(self.b)
-            self._parameter_names, self._grad_names = ("W", "b"), ("gradW", "gradb")
-        else:
-            self.b = self.gradb = None
-            self._parameter_names, self._grad_names = ("W",), ("gradW",)
+        init_weight_and_bias(self, rng, bound, (self.n_out, self.n_in), bias)
 
     def _check_input(self, input):
         x = as_float_array(input, "Linear", self.dtype)
