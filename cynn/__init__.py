@@ -10,7 +10,7 @@ from .criterions import *  # noqa: F401,F403
 from .gradcheck import GradcheckError, check_criterion, gradcheck
 from .layers import *  # noqa: F401,F403
 from .lr_scheduler import *  # noqa: F401,F403
-from .module import Module, Sequential
+from .module import Module, Sequential, inference_mode
 from .optim import *  # noqa: F401,F403
 from .serialization import load, save
 
@@ -20,6 +20,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Module",
     "Sequential",
+    "inference_mode",
     "manual_seed",
     "set_num_threads",
     "get_num_threads",

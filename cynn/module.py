@@ -13,9 +13,67 @@ gradients (same order: weight first, then bias) in ``_parameter_names`` and
 moving statistics) goes in ``_buffer_names``.  The base class derives
 ``get_parameters``, ``zero_grad``, ``astype`` and ``state_dict`` from those names.
 """
+import contextlib
+import threading
+
 import numpy as np
 
 from ._validation import check_dtype
+
+_thread_state = threading.local()
+
+
+@contextlib.contextmanager
+def inference_mode():
+    """Run every module as in evaluation mode, in this thread only, and keep nothing
+    for a backward pass.
+
+    Unlike ``model.evaluate()``, this changes no attribute of any model, so any
+    number of threads may run inference on one model at once (each with its own
+    workspaces) while another thread's model stays in training mode.  ``backward``
+    inside the block raises RuntimeError.  `Trainer.predict`, `Trainer.evaluate` and
+    the estimators' predict family run their forward passes in it.  The same idea as
+    PyTorch's ``torch.inference_mode()``.
+    """
+    previous = getattr(_thread_state, "inference", False)
+    _thread_state.inference = True
+    try:
+        yield
+    finally:
+        _thread_state.inference = previous
+
+
+def is_inference():
+    """True inside `inference_mode` in the calling thread."""
+    return getattr(_thread_state, "inference", False)
+
+
+def _busy_error(owner, what, other):
+    name = repr(owner).split("\n", 1)[0]
+    return RuntimeError(
+        f"{name}: {what} in thread {threading.get_ident()} while thread {other} is training "
+        "with it; training one model from two threads at once is not supported (give "
+        "each thread its own copy, e.g. copy.deepcopy(model)); inference from many threads "
+        "is, in evaluation mode or inside cynn.inference_mode()"
+    )
+
+
+# A training step's forward, backward and optimizer step belong to one thread at a
+# time.  The marker is set with dict.setdefault, atomic under the GIL, so two threads
+# cannot both believe they hold it; the same thread may re-enter (a module used twice).
+def claim(owner, what):
+    """Mark ``owner`` as used by this thread for ``what``; RuntimeError if another
+    thread holds it.  Returns the token to pass to `release`."""
+    token = (threading.get_ident(), object())
+    holder = owner.__dict__.setdefault("_busy", token)
+    if holder is not token and holder[0] != token[0]:
+        raise _busy_error(owner, what, holder[0])
+    return token
+
+
+def release(owner, token):
+    if owner.__dict__.get("_busy") is token:
+        del owner.__dict__["_busy"]
 
 
 class Module:
@@ -29,27 +87,64 @@ class Module:
     _parameter_names = ()
     _grad_names = ()
     _buffer_names = ()
+    _training = True
     # Per-call scratch state; dropped from copies and pickles (a pickled model should
     # not carry its last batch around).
-    _transient_attrs = ("_output", "_input_grad", "_grad_cache", "_inputs", "_saved")
+    _transient_attrs = ("_output", "_input_grad", "_grad_cache", "_inputs", "_saved",
+                        "_busy", "_forward_thread")
 
     def __init__(self):
         self._output = None
         self._input_grad = None
         self.training = True
 
+    @property
+    def training(self):
+        """True in training mode, unless this thread is inside `inference_mode`."""
+        return self._training and not getattr(_thread_state, "inference", False)
+
+    @training.setter
+    def training(self, value):
+        self._training = bool(value)
+
     # -- the fixed sequence -------------------------------------------------
     def forward(self, input):
-        """Compute the output for ``input`` and keep it in ``self._output``."""
-        self._output = self._compute_output(input)
-        return self._output
+        """Compute the output for ``input`` and keep it in ``self._output``.
+
+        In evaluation mode this is safe from any number of threads at once; in
+        training mode a second thread gets RuntimeError instead of mixed state.
+        """
+        if not self.training:
+            output = self._compute_output(input)
+            if not is_inference():
+                self._output = output
+            return output
+        token = claim(self, "forward")
+        try:
+            output = self._compute_output(input)
+            self._output = output
+            self._forward_thread = threading.get_ident()
+        finally:
+            release(self, token)
+        return output
 
     def backward(self, input, output_grad):
         """Backpropagate ``output_grad``: return the input gradient and accumulate
         the parameter gradients."""
-        self._input_grad = self._compute_input_grad(input, output_grad)
-        self._update_parameters_grad(input, output_grad)
-        return self._input_grad
+        if is_inference():
+            raise RuntimeError(f"{type(self).__name__}.backward called inside "
+                               "cynn.inference_mode(), which keeps nothing for backward")
+        token = claim(self, "backward")
+        try:
+            forward_thread = self.__dict__.get("_forward_thread")
+            if self._training and forward_thread not in (None, token[0]):
+                raise _busy_error(self, "backward", forward_thread)
+            input_grad = self._compute_input_grad(input, output_grad)
+            self._update_parameters_grad(input, output_grad)
+            self._input_grad = input_grad
+        finally:
+            release(self, token)
+        return input_grad
 
     def __call__(self, input):
         return self.forward(input)
@@ -59,7 +154,13 @@ class Module:
         for key in self._transient_attrs:
             if key in state:
                 state[key] = None
+        state.pop("_busy", None)
         return state
+
+    def __setstate__(self, state):
+        if "training" in state:  # pickled before `training` became a property
+            state["_training"] = state.pop("training")
+        self.__dict__.update(state)
 
     # -- hooks ----------------------------------------------------------------
     def _compute_output(self, input):
@@ -241,18 +342,24 @@ class Sequential(Module):
     def _compute_output(self, input):
         if not self.modules:
             raise ValueError("Sequential has no modules")
-        self._inputs = [input]
+        inputs = [input]
         out = input
         for module in self.modules:
             out = module.forward(out)
-            self._inputs.append(out)
+            inputs.append(out)
+        if not is_inference():
+            self._inputs = inputs
         return out
 
     def _compute_input_grad(self, input, output_grad):
         if getattr(self, "_inputs", None) is None or self._inputs[0] is not input:
-            # backward(input, ...) must follow forward(input): replay the forward pass so
-            # every child sees the input it would have seen.
-            self._compute_output(input)
+            # Replaying forward here would move BatchNormalization's moving statistics
+            # again and draw new Dropout masks: the gradient would belong to another
+            # loss than the one computed.  Refuse, and touch nothing.
+            raise ValueError(
+                "Sequential.backward must get the same input object that the forward call "
+                "right before it got (call forward(x) then backward(x, grad))"
+            )
         grad = output_grad
         for i in range(len(self.modules) - 1, -1, -1):
             grad = self.modules[i].backward(self._inputs[i], grad)

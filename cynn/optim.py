@@ -25,7 +25,7 @@ import numpy as np
 
 from ._validation import (check_state_keys, flag, fraction, non_negative_float, non_negative_int,
                           positive_float)
-from .module import Module
+from .module import Module, claim, release
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW"]
 
@@ -90,7 +90,17 @@ class Optimizer:
 
     # -- the fixed sequence -----------------------------------------------------------
     def step(self):
-        """Update every parameter once from its current gradient."""
+        """Update every parameter once from its current gradient.
+
+        RuntimeError if another thread is inside `step` of this optimizer.
+        """
+        token = claim(self, "step")
+        try:
+            self._step()
+        finally:
+            release(self, token)
+
+    def _step(self):
         self._check_still_live()
         if self._scratch is None:
             # Two work arrays per parameter, reused every step, so that an update

@@ -12,7 +12,7 @@ from cynn._random import as_generator
 from cynn._validation import positive_int
 from cynn.criterions import Criterion
 from cynn.datasets import iterate_minibatches
-from cynn.module import Module
+from cynn.module import Module, inference_mode
 from cynn.optim import Optimizer
 
 from .callbacks import Callback, ProgressBar
@@ -269,7 +269,7 @@ class Trainer:
         """
         X, y = _as_xy(data, "data")
         total_loss, total_correct, accuracy_applies = 0.0, 0, True
-        with self._evaluation_mode():
+        with inference_mode():
             for xb, yb in iterate_minibatches(X, y, batch_size=batch_size or self.batch_size,
                                               shuffle=False):
                 output = self.model.forward(xb)
@@ -283,22 +283,16 @@ class Trainer:
                 "accuracy": total_correct / len(X) if accuracy_applies else None}
 
     def predict(self, X, batch_size=None):
-        """The model's outputs for ``X``, computed in evaluation mode, in batches."""
+        """The model's outputs for ``X``, computed in evaluation mode, in batches.
+
+        Safe to call from several threads at once on one model: the forward passes run
+        in `cynn.inference_mode`, which switches no attribute of the model.
+        """
         if len(X) == 0:
             raise ValueError("predict got an empty X")
         outputs = []
-        with self._evaluation_mode():
+        with inference_mode():
             for xb in iterate_minibatches(X, None, batch_size=batch_size or self.batch_size,
                                           shuffle=False):
                 outputs.append(np.array(self.model.forward(xb), copy=True))
         return np.concatenate(outputs)
-
-    @contextlib.contextmanager
-    def _evaluation_mode(self):
-        was_training = self.model.training
-        self.model.evaluate()
-        try:
-            yield
-        finally:
-            if was_training:
-                self.model.train()

@@ -1,5 +1,6 @@
 """Shared machinery of the layers: reusable workspaces and parameter initialization."""
 import math
+import threading
 
 import numpy as np
 
@@ -7,32 +8,43 @@ from .._random import generator_for
 
 
 class Workspaces:
-    """Scratch arrays kept across calls, grown when a call needs more.
+    """Scratch arrays kept across calls, grown when a call needs more, one set per
+    thread.
 
     The first touch of freshly allocated memory costs a page fault per 4 KiB page,
-    so the large temporaries of a layer (im2col matrices and the
-    like) are allocated once and reused.  Copies and pickles start empty.
+    so the large temporaries of a layer (im2col matrices and the like) are allocated
+    once and reused.  Each thread gets its own arrays, so threads running one model
+    at once never write into each other's scratch space; a thread's arrays are freed
+    with the thread.  Copies and pickles start empty.
     """
 
     def __init__(self):
-        self._buffers = {}
+        self._local = threading.local()
+
+    def _buffers(self):
+        buffers = getattr(self._local, "buffers", None)
+        if buffers is None:
+            buffers = self._local.buffers = {}
+        return buffers
 
     def get(self, name, shape, dtype):
         size = math.prod(shape)
-        buf = self._buffers.get(name)
+        buffers = self._buffers()
+        buf = buffers.get(name)
         if buf is None or buf.dtype != dtype or buf.size < size:
             buf = np.empty(max(size, 1), dtype=dtype)
-            self._buffers[name] = buf
+            buffers[name] = buf
         return buf[:size].reshape(shape)
 
     def clear(self):
-        self._buffers.clear()
+        """Drop every thread's arrays (a dtype change makes them useless)."""
+        self._local = threading.local()
 
     def __getstate__(self):
         return {}
 
     def __setstate__(self, state):
-        self._buffers = {}
+        self._local = threading.local()
 
 
 def uniform_init(rng, bound, shape, dtype):

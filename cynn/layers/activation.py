@@ -12,7 +12,7 @@ from .._kernels import activation as _act
 from .._threads import get_num_threads
 from ..functional import log_softmax, softmax
 from .._validation import as_float_array, check_ndim, check_same_shape, finite_float
-from ..module import Module
+from ..module import Module, is_inference
 
 __all__ = ["ReLU", "LeakyReLU", "ELU", "SoftPlus", "Sigmoid", "Tanh", "SoftMax", "LogSoftMax"]
 
@@ -46,7 +46,8 @@ class _Activation(Module):
     def _compute_output(self, input):
         x = self._check_input(input)
         y = self._apply(x)
-        self._saved = (input, y)
+        if not is_inference():
+            self._saved = (input, y)
         return y
 
     def _compute_input_grad(self, input, output_grad):

@@ -3,7 +3,7 @@ import numpy as np
 
 from .._random import check_random_state, generator_for
 from .._validation import as_float_array, check_ndim, finite_float
-from ..module import Module
+from ..module import Module, is_inference
 from ._base import check_grad_input
 
 __all__ = ["Dropout"]
@@ -40,7 +40,8 @@ class Dropout(Module):
         x = as_float_array(input, "Dropout")
         check_ndim(x, (1, 2, 3, 4, 5), "Dropout", "with a batch axis")
         if not self.training or self.p == 0.0:
-            self.mask = None
+            if not is_inference():
+                self.mask = None
             return x.copy()
         keep = generator_for(self._rng).random(x.shape, dtype=np.float64) >= self.p
         self.mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - self.p))

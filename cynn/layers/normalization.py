@@ -80,9 +80,11 @@ class BatchNormalization(Module):
         return self.eps
 
     def _allocate(self, channels):
+        # moving_mean is what callers test for, so it is assigned last: a thread that
+        # sees it set finds the other two set as well.
         self.n_features = channels
-        self.moving_mean = np.zeros(channels, dtype=self.dtype)
         self.moving_variance = np.ones(channels, dtype=self.dtype)
+        self.moving_mean = np.zeros(channels, dtype=self.dtype)
 
     def _lazy_buffer_names(self):
         return [] if self.moving_mean is not None else list(self._buffer_names)
@@ -136,7 +138,6 @@ class BatchNormalization(Module):
         else:
             _bn.batchnorm_forward_eval(_as_channels_view(x), _as_channels_view(y),
                                        self.moving_mean, self._moving_invstd(), get_num_threads())
-            self._saved = None
         return y
 
     def _compute_input_grad(self, input, output_grad):

@@ -4,7 +4,7 @@ import numpy as np
 from .._threads import get_num_threads
 from .._validation import as_float_array, check_ndim, int_pair, window_output_size
 from .._kernels import pooling as _pool
-from ..module import Module
+from ..module import Module, is_inference
 from ._base import Workspaces, check_grad_input
 
 __all__ = ["AvgPool2d", "MaxPool2d"]
@@ -70,7 +70,8 @@ class MaxPool2d(_Pool2d):
         argmax = self._ws.get("argmax", out.shape, np.int32)
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         _pool.maxpool2d_forward(x, out, argmax, kh, kw, sh, sw, ph, pw, get_num_threads())
-        self._saved = (input, x.shape, x.dtype, argmax)
+        if not is_inference():
+            self._saved = (input, x.shape, x.dtype, argmax)
         return out
 
     def _compute_input_grad(self, input, output_grad):
