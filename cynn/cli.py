@@ -61,6 +61,9 @@ def build_parser():
     train.add_argument("--out", default=None, help="run folder (default: runs/<dataset>-<model>-<time>)")
     train.add_argument("--threads", type=_positive_int, default=None)
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--resume", metavar="RUN_DIR", default=None,
+                       help="continue a run that was stopped, from its last completed epoch, "
+                       "with the arguments it was started with")
 
     compare = sub.add_parser("compare", help="overlay the curves of several runs")
     compare.add_argument("runs", nargs="+", metavar="RUN_DIR")
@@ -105,8 +108,20 @@ def _flat_if_needed(X, config):
 
 
 def _make_out_dir(args, model):
-    out = args.out or os.path.join("runs", f"{args.dataset}-{model}-{args.optimizer}-"
-                                   f"{time.strftime('%Y%m%d-%H%M%S')}")
+    out = args.out
+    if out is None:
+        # Named from the time to the second, plus a counter: two runs started in the
+        # same second (a shell loop with &) each create their own folder, atomically.
+        base = os.path.join("runs", f"{args.dataset}-{model}-{args.optimizer}-"
+                            f"{time.strftime('%Y%m%d-%H%M%S')}")
+        os.makedirs("runs", exist_ok=True)
+        for i in range(1, 10000):
+            out = base if i == 1 else f"{base}-{i}"
+            try:
+                os.mkdir(out)
+                break
+            except FileExistsError:
+                continue
     try:
         os.makedirs(out, exist_ok=True)
         probe = os.path.join(out, ".cynn-write-test")
@@ -118,18 +133,14 @@ def _make_out_dir(args, model):
     return out
 
 
-def cmd_train(args):
-    import numpy as np
+STATE_FILE = "training_state.npz"
 
-    import cynn
-    from cynn.trainers import Checkpoint, History, Trainer, plot_histories
 
+def _new_config(args):
     if args.optimizer not in OPTIMIZERS:
         raise CLIError(f"unknown optimizer {args.optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
     if args.model is not None and args.model not in MODELS:
         raise CLIError(f"unknown model {args.model!r}; choose from {', '.join(MODELS)}")
-    if args.threads:
-        cynn.set_num_threads(args.threads)
     data = _load_data(args.dataset, args.seed)
     shape = tuple(data.X_train.shape[1:])
     model_name = args.model or ("small-cnn" if len(shape) == 3 else "mlp")
@@ -137,35 +148,87 @@ def cmd_train(args):
               "lr": args.lr or (0.05 if args.optimizer == "sgd" else 1e-3), "epochs": args.epochs,
               "batch_size": args.batch_size, "seed": args.seed, "input_shape": list(shape),
               "n_classes": int(data.n_classes), "class_names": [str(c) for c in data.class_names]}
-    out = _make_out_dir(args, model_name)
-    cynn.manual_seed(args.seed)
+    return config, data
+
+
+def _resume_config(run):
+    """The run folder's config and state file; CLIError unless there is something to resume."""
+    from cynn.trainers.state import TrainingStateError, read_training_state
+
+    state_path = os.path.join(run, STATE_FILE)
+    if not os.path.isfile(state_path):
+        raise CLIError(f"cannot resume {run!r}: no {STATE_FILE} in it (not a run folder, or "
+                       "killed before its first epoch ended)")
+    try:
+        with open(os.path.join(run, "config.json")) as f:
+            config = json.load(f)
+        for key in ("dataset", "model", "optimizer", "lr", "epochs", "batch_size", "seed",
+                    "input_shape", "n_classes"):
+            config[key]
+        state = read_training_state(state_path)
+    except TrainingStateError as exc:
+        raise CLIError(f"cannot resume {run!r}: {exc}") from None
+    except (OSError, ValueError, KeyError, TypeError):
+        raise CLIError(f"cannot resume {run!r}: its config.json is missing or unreadable") from None
+    if state.get("finished") and os.path.isfile(os.path.join(run, "history.json")):
+        raise CLIError(f"cannot resume {run!r}: the run already finished "
+                       f"({state.get('epoch')} epochs)")
+    return run, config, state_path
+
+
+def cmd_train(args):
+    import numpy as np
+
+    import cynn
+    from cynn.serialization import atomic_write
+    from cynn.trainers import Checkpoint, History, Trainer, plot_histories
+    from cynn.trainers.state import TrainingStateError
+
+    if args.threads:
+        cynn.set_num_threads(args.threads)
+    if args.resume:
+        out, config, state_path = _resume_config(args.resume)
+        data = _load_data(config["dataset"], config["seed"])
+    else:
+        config, data = _new_config(args)
+        out = _make_out_dir(args, config["model"])
+        state_path = os.path.join(out, STATE_FILE)
+        atomic_write(os.path.join(out, "config.json"),
+                     lambda f: f.write(json.dumps(config, indent=1).encode()))
+    model_name, optimizer_name, dataset = config["model"], config["optimizer"], config["dataset"]
+    cynn.manual_seed(config["seed"])
     model = _build(config)
     optimizer = {"adam": lambda: cynn.Adam(model, lr=config["lr"]),
                  "adamw": lambda: cynn.AdamW(model, lr=config["lr"]),
-                 "sgd": lambda: cynn.SGD(model, lr=config["lr"], momentum=0.9)}[args.optimizer]()
+                 "sgd": lambda: cynn.SGD(model, lr=config["lr"], momentum=0.9)}[optimizer_name]()
     best_path = os.path.join(out, "model.npz")
     trainer = Trainer(model, cynn.CrossEntropyCriterion(), optimizer,
                       callbacks=[Checkpoint(best_path, monitor="val_accuracy")],
-                      batch_size=args.batch_size, random_state=args.seed, verbose=0 if args.quiet else 1)
+                      batch_size=config["batch_size"], random_state=config["seed"],
+                      verbose=0 if args.quiet else 1)
     val = (_flat_if_needed(data.X_val, config), data.y_val) if len(data.y_val) else None
     if val is None:
         trainer.callbacks = [cb for cb in trainer.callbacks if not isinstance(cb, Checkpoint)]
-    print(f"training {model_name} on {args.dataset} ({len(data.y_train)} train / "
-          f"{len(data.y_val)} val / {len(data.y_test)} test) with {args.optimizer}, lr={config['lr']}")
-    history = trainer.fit((_flat_if_needed(data.X_train, config), data.y_train), val, epochs=args.epochs)
+    verb = "resuming" if args.resume else "training"
+    print(f"{verb} {model_name} on {dataset} ({len(data.y_train)} train / "
+          f"{len(data.y_val)} val / {len(data.y_test)} test) with {optimizer_name}, lr={config['lr']}")
+    try:
+        history = trainer.fit((_flat_if_needed(data.X_train, config), data.y_train), val,
+                              epochs=config["epochs"], resume_from=state_path if args.resume else None,
+                              state_path=state_path)
+    except TrainingStateError as exc:
+        raise CLIError(f"cannot resume {out!r}: {exc}") from None
     if val is not None and os.path.exists(best_path):
         cynn.load(model, best_path)      # the best validation epoch
     else:
         cynn.save(model, best_path)
     test = trainer.evaluate((_flat_if_needed(data.X_test, config), data.y_test))
-    with open(os.path.join(out, "config.json"), "w") as f:
-        json.dump(config, f, indent=1)
     history.to_json(os.path.join(out, "history.json"))
     history.to_csv(os.path.join(out, "history.csv"))
     curves = os.path.join(out, "curves.png")
     try:
-        fig = plot_histories({f"{model_name} {args.optimizer}": History(history.records)},
-                             metrics=("loss", "accuracy"), title=f"{args.dataset}: {model_name}")
+        fig = plot_histories({f"{model_name} {optimizer_name}": History(history.records)},
+                             metrics=("loss", "accuracy"), title=f"{dataset}: {model_name}")
         fig.savefig(curves, dpi=110)
     except ImportError as exc:
         curves = f"(not drawn: {exc})"

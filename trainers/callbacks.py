@@ -40,6 +40,14 @@ class Callback:
     def on_batch_end(self, trainer, batch, logs):
         pass
 
+    # What a resumed run needs of this callback (see cynn.trainers.state): a dict of
+    # numbers, strings, lists and arrays.  Stateless callbacks keep these defaults.
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
 
 def _mode_for(monitor, mode):
     choice(mode, "mode", None, ("auto", "min", "max"))
@@ -178,6 +186,16 @@ class EarlyStopping(Callback):
         if self.restore_best and self._best_state is not None:
             trainer.model.load_state_dict(self._best_state)
 
+    def state_dict(self):
+        return {"best": self._monitor.best, "wait": self._wait, "best_epoch": self.best_epoch,
+                "best_state": self._best_state}
+
+    def load_state_dict(self, state):
+        self._monitor.best = float(state["best"])
+        self._wait = int(state["wait"])
+        self.best_epoch = state["best_epoch"]
+        self._best_state = state["best_state"]
+
 
 class Checkpoint(Callback):
     """Save the model's weights (``cynn.save``, atomic ``.npz``) after an epoch.
@@ -211,6 +229,13 @@ class Checkpoint(Callback):
         save(trainer.model, path)
         self.saved.append(path)
 
+    def state_dict(self):
+        return {"best": self._monitor.best, "saved": list(self.saved)}
+
+    def load_state_dict(self, state):
+        self._monitor.best = float(state["best"])
+        self.saved = list(state["saved"])
+
 
 class LRSchedulerCallback(Callback):
     """Step a learning-rate schedule (`cynn.lr_scheduler.StepLR` and friends) after
@@ -240,6 +265,12 @@ class LRSchedulerCallback(Callback):
             self.schedule.step(value)
         else:
             self.schedule.step()
+
+    def state_dict(self):
+        return {"schedule": self.schedule.state_dict()}
+
+    def load_state_dict(self, state):
+        self.schedule.load_state_dict(state["schedule"])
 
 
 class LRScheduler(LRSchedulerCallback):

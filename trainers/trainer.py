@@ -17,6 +17,7 @@ from cynn.optim import Optimizer
 
 from .callbacks import Callback, ProgressBar
 from .history import History
+from .state import load_training_state, save_training_state
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -167,7 +168,7 @@ class Trainer:
         for cb in self.callbacks:
             getattr(cb, hook)(self, *args)
 
-    def fit(self, train, val=None, epochs=10):
+    def fit(self, train, val=None, epochs=10, resume_from=None, state_path=None):
         """Train for ``epochs`` epochs (fewer if a callback stops it or on Ctrl-C).
 
         Parameters
@@ -176,6 +177,16 @@ class Trainer:
         val : (X, y), optional
             Evaluated after every epoch (``val_loss``, ``val_accuracy``).
         epochs : int
+            With ``resume_from``: the total the run asked for, counting the epochs
+            already done.
+        resume_from : path, optional
+            A training-state file written through ``state_path``: restore the model,
+            optimizer, callbacks, history and random generators from it and train the
+            remaining epochs.  With the same data, arguments and thread count the
+            result is bit-identical to a run that never stopped.
+        state_path : path, optional
+            Write the whole training state here, atomically, after every epoch (after
+            the callbacks), so that a killed run can be resumed.
 
         Returns
         -------
@@ -193,14 +204,23 @@ class Trainer:
         self.batches_per_epoch = math.ceil(len(X) / self.batch_size)
         self.stop_training = False
         self.interrupted = False
-        snapshot = _Snapshot(self.model)
         with _sigint_as_flag() as flag:
             self._call("on_train_begin")
             try:
-                for _ in range(self.epochs):
+                # Epochs count from this call, or from the run's start when resuming.
+                start = len(self.history)
+                if resume_from is not None:
+                    # After on_train_begin, which resets the callbacks' own state.
+                    self.stop_training = bool(load_training_state(self, resume_from)["finished"])
+                    start = 0
+                snapshot = _Snapshot(self.model)
+                while len(self.history) - start < self.epochs and not self.stop_training:
                     self._run_epoch(X, y, val, snapshot, flag)
-                    if self.stop_training or self.interrupted:
+                    if self.interrupted:
                         break
+                    if state_path is not None:
+                        done = self.stop_training or len(self.history) - start >= self.epochs
+                        save_training_state(self, state_path, finished=done)
             finally:
                 self._call("on_train_end")
         if self.interrupted:
