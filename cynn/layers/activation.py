@@ -252,7 +252,10 @@ class SoftMax(_Activation):
         return softmax(x)
 
     def _grad(self, x, y, dy):
-        return y * (dy - np.sum(dy * y, axis=1, keepdims=True))
+        # In double, then rounded once: g - sum(g * y) cancels, and float32 rounding
+        # of the sum and of the difference would each add to the error.
+        y64, dy64 = y.astype(np.float64), dy.astype(np.float64)
+        return (y64 * (dy64 - np.sum(dy64 * y64, axis=1, keepdims=True))).astype(y.dtype)
 
 
 class LogSoftMax(_Activation):
