@@ -44,9 +44,8 @@ cdef enum:
     BLOCK = 32768
 
 
-def _check(bint ok, str what):
-    if not ok:
-        raise ValueError(f"activation kernel: inconsistent {what}")
+cdef str _FAMILY = "activation"
+include "_checks.pxi"
 
 
 def relu_forward(const floating[::1] x, floating[::1] y, int num_threads):

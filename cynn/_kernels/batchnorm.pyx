@@ -19,9 +19,8 @@ cdef enum:
     COLUMN_BLOCK = 64
 
 
-def _check(bint ok, str what):
-    if not ok:
-        raise ValueError(f"batchnorm kernel: inconsistent {what}")
+cdef str _FAMILY = "batchnorm"
+include "_checks.pxi"
 
 
 cdef extern from *:

@@ -297,9 +297,8 @@ def workspace_size(Py_ssize_t channels, Py_ssize_t height, Py_ssize_t width, int
     return block + channels * (height + 2 * ph) * (width + 2 * pw)
 
 
-def _check(bint ok, str what):
-    if not ok:
-        raise ValueError(f"conv kernel: inconsistent {what}")
+cdef str _FAMILY = "conv"
+include "_checks.pxi"
 
 
 cdef inline bint _size_ok(Py_ssize_t ho, Py_ssize_t wo, Py_ssize_t h, Py_ssize_t w,

@@ -15,9 +15,8 @@ cdef enum:
     ROW_BLOCK = 32
 
 
-def _check(bint ok, str what):
-    if not ok:
-        raise ValueError(f"dense kernel: inconsistent {what}")
+cdef str _FAMILY = "dense"
+include "_checks.pxi"
 
 
 def matmul(const floating[:, ::1] a, const floating[:, ::1] b, floating[:, ::1] c,

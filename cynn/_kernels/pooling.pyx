@@ -9,9 +9,8 @@ from cython.parallel cimport prange
 from libc.string cimport memset
 
 
-def _check(bint ok, str what):
-    if not ok:
-        raise ValueError(f"pooling kernel: inconsistent {what}")
+cdef str _FAMILY = "pooling"
+include "_checks.pxi"
 
 
 cdef extern from *:
