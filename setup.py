@@ -74,11 +74,24 @@ if OPENMP_FLAG:
     compile_args.append(OPENMP_FLAG)
     link_args.append(OPENMP_FLAG)
 
+# The kernels' C lives in headers next to the .pyx files, found through the include
+# path: cynn_common.h, shared, and one per kernel (conv.h for conv.pyx...).  Listed as
+# dependencies, so that editing a header rebuilds the kernels that include it.
+KERNEL_DIR = "cynn/_kernels"
+
+
+def _headers(name):
+    """The headers kernel ``name`` builds from: the shared one, and its own if it has one."""
+    own = f"{KERNEL_DIR}/{name}.h"
+    return [f"{KERNEL_DIR}/cynn_common.h"] + ([own] if os.path.exists(own) else [])
+
+
 extensions = [
     Extension(
         f"cynn._kernels.{name}",
-        [f"cynn/_kernels/{name}.pyx"],
-        include_dirs=[np.get_include()],
+        [f"{KERNEL_DIR}/{name}.pyx"],
+        include_dirs=[KERNEL_DIR, np.get_include()],
+        depends=_headers(name),
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
                        ("CYNN_DEBUG_BUILD", "1" if DEBUG else "0")],
         extra_compile_args=compile_args,

@@ -1,9 +1,15 @@
 """Every kernel against its slow NumPy twin in cynn._kernels._reference, over dtypes and
 awkward shapes, and bit-for-bit independence from the thread count."""
+import shutil
+import subprocess
+import sysconfig
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 import cynn
+import cynn._kernels
 from cynn._kernels import _reference as ref
 
 DTYPES = [np.float32, np.float64]
@@ -395,3 +401,26 @@ def test_conv2d_astype_between_the_backward_hooks(rng):
                                             dy.astype(np.float64), (1, 1), (1, 1))
     np.testing.assert_allclose(conv.gradW, dw_ref, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(conv.gradb, db_ref, rtol=1e-12, atol=1e-12)
+
+
+KERNEL_DIR = Path(cynn._kernels.__file__).parent
+HEADERS = sorted(p.name for p in KERNEL_DIR.glob("*.h"))
+
+
+@pytest.mark.skipif(not HEADERS, reason="the kernels' C headers ship in the sdist, not the wheel")
+@pytest.mark.parametrize("header", HEADERS)
+def test_kernel_header_compiles_alone_without_warnings(header, tmp_path):
+    """Each header under cynn/_kernels stands on its own: it includes what it uses, its
+    include guard makes a second include harmless, and gcc -Wall -Wextra at the flags
+    Python builds extensions with has nothing to say about it."""
+    cc = shutil.which((sysconfig.get_config_var("CC") or "cc").split()[0]) or shutil.which("cc")
+    if cc is None:
+        pytest.skip("no C compiler")
+    source = tmp_path / "header.c"
+    source.write_text(f'#include "{header}"\n#include "{header}"\n')
+    flags = (sysconfig.get_config_var("CFLAGS") or "").split() + ["-Wall", "-Wextra", "-Werror"]
+    result = subprocess.run(
+        [cc, *flags, "-fPIC", "-I", sysconfig.get_paths()["include"], "-I", str(KERNEL_DIR),
+         "-c", str(source), "-o", str(tmp_path / "header.o")],
+        capture_output=True, text=True)
+    assert result.returncode == 0 and not result.stderr, result.stderr

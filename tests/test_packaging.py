@@ -42,6 +42,11 @@ def test_sdist_holds_sources_not_generated_c(built):
         names = [n.split("/", 1)[1] for n in tar.getnames() if "/" in n]
     for kernel in ("conv", "batchnorm", "pooling"):
         assert f"cynn/_kernels/{kernel}.pyx" in names
+    # The kernels' C headers, which the .pyx files include, build from the sdist too.
+    headers = {p.name for p in (ROOT / "cynn" / "_kernels").glob("*.h")}
+    assert {"cynn_common.h", "conv.h", "batchnorm.h"} <= headers
+    assert {f"cynn/_kernels/{h}" for h in headers} <= set(names)
+    assert "cynn/_kernels/_checks.pxi" in names
     assert {"setup.py", "pyproject.toml", "README.md", "trainers/__init__.py",
             "datasets/__init__.py"} <= set(names)
     assert not [n for n in names if n.endswith((".c", ".so"))]
@@ -56,7 +61,7 @@ def test_wheel_holds_only_the_cynn_package(built):
     for kernel in ("conv", "batchnorm", "pooling"):
         assert any(n.startswith(f"cynn/_kernels/{kernel}.") and n.endswith((".so", ".pyd")) for n in names)
     assert "cynn/trainers/__init__.py" in names and "cynn/datasets/__init__.py" in names
-    assert not [n for n in names if n.endswith((".c", ".pyx", ".pxd"))]
+    assert not [n for n in names if n.endswith((".c", ".h", ".pyx", ".pxd", ".pxi"))]
 
 
 def test_wheel_works_outside_the_source_tree(built):

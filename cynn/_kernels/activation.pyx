@@ -1,37 +1,15 @@
 """Element-wise ReLU kernels over flat C-contiguous arrays.
 
 NumPy's ``maximum`` and the mask product run at a quarter of memory speed on the
-activations of a small CNN; these loops are plain selects that gcc vectorizes, split
-into fixed blocks over the threads.  Each element depends on its own input only, so
-the result does not depend on the thread count.
+activations of a small CNN; these loops (activation.h) are plain selects that gcc
+vectorizes, split into fixed blocks over the threads.  Each element depends on its own
+input only, so the result does not depend on the thread count.
 """
 from cython cimport floating
 from cython.parallel cimport prange
 
 
-cdef extern from *:
-    """
-    /* y = x where x is not <= 0 (so NaN passes through, as in np.maximum), else 0. */
-    #define CYNN_RELU(NAME, T)                                                       \\
-    static void NAME##_fwd(const T* restrict x, T* restrict y, Py_ssize_t n) {      \\
-        for (Py_ssize_t i = 0; i < n; i++) {                                        \\
-            T v = x[i];                                                             \\
-            _Bool neg = v <= 0;                                                     \\
-            y[i] = neg ? (T)0 : v;                                                  \\
-        }                                                                           \\
-    }                                                                               \\
-    /* dx = dy where x > 0, else 0 (the gradient at 0 and at NaN is 0). */          \\
-    static void NAME##_bwd(const T* restrict x, const T* restrict dy,               \\
-                           T* restrict dx, Py_ssize_t n) {                          \\
-        for (Py_ssize_t i = 0; i < n; i++) {                                        \\
-            T g = dy[i];                                                            \\
-            _Bool pos = x[i] > 0;                                                   \\
-            dx[i] = pos ? g : (T)0;                                                 \\
-        }                                                                           \\
-    }
-    CYNN_RELU(cynn_relu_f, float)
-    CYNN_RELU(cynn_relu_d, double)
-    """
+cdef extern from "activation.h":
     void cynn_relu_f_fwd(const float* x, float* y, Py_ssize_t n) noexcept nogil
     void cynn_relu_d_fwd(const double* x, double* y, Py_ssize_t n) noexcept nogil
     void cynn_relu_f_bwd(const float* x, const float* dy, float* dx, Py_ssize_t n) noexcept nogil

@@ -32,17 +32,7 @@ from cython cimport floating
 from cython.parallel cimport prange, threadid
 from libc.string cimport memcpy, memset
 
-cdef extern from *:
-    """
-    #ifdef _OPENMP
-    #define CYNN_HAVE_OPENMP 1
-    #else
-    #define CYNN_HAVE_OPENMP 0
-    #endif
-    #ifndef CYNN_DEBUG_BUILD
-    #define CYNN_DEBUG_BUILD 0
-    #endif
-    """
+cdef extern from "cynn_common.h":
     int CYNN_HAVE_OPENMP
     int CYNN_DEBUG_BUILD
 
@@ -60,134 +50,10 @@ def debug_build():
 include "_gemm.pxi"
 
 
-cdef extern from *:
-    """
-    /* im2col and col2im over a zero-padded copy of one sample, (C, Hp, Wp): every
-       patch read is in bounds, so the loops need no edge cases and run as plain
-       strided copies and adds that gcc vectorizes.  CYNN_NO_MEMCPY keeps gcc from
-       turning a short copy loop into a libc memcpy call, whose call overhead costs
-       more than the copy on rows of a few values. */
-    #if defined(__GNUC__) && !defined(__clang__)
-    #define CYNN_NO_MEMCPY __attribute__((optimize("no-tree-loop-distribute-patterns")))
-    #else
-    #define CYNN_NO_MEMCPY
-    #endif
-    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
-        && defined(__GLIBC__)
-    /* Clones for AVX-512 and AVX2, picked once at load time (an ifunc: glibc only). */
-    #define CYNN_WIDE __attribute__((target_clones("avx512f", "avx2", "default")))
-    #else
-    #define CYNN_WIDE
-    #endif
-    /* Copy n contiguous values in 64-, 32- or 16-byte moves; a row that is not a
-       multiple of the move ends with one move overlapping the previous one, instead
-       of the vectorizer's narrower and scalar epilogues (a third of im2col's time on
-       rows of 28). */
-    #define CYNN_COPY_ROW(NAME, T)                                                    \
-    static inline __attribute__((always_inline)) void NAME(T* restrict d,            \
-            const T* restrict s, int n) {                                             \
-        enum { B = 64 / sizeof(T) };                                                  \
-        if (n >= B) {                                                                 \
-            int t = 0;                                                                \
-            for (; t + B <= n; t += B) memcpy(d + t, s + t, 64);                      \
-            if (t < n) memcpy(d + n - B, s + n - B, 64);                              \
-        } else if (n >= B / 2) {                                                      \
-            memcpy(d, s, 32);                                                         \
-            memcpy(d + n - B / 2, s + n - B / 2, 32);                                 \
-        } else if (n >= B / 4) {                                                      \
-            memcpy(d, s, 16);                                                         \
-            memcpy(d + n - B / 4, s + n - B / 4, 16);                                 \
-        } else {                                                                      \
-            for (int t = 0; t < n; t++) d[t] = s[t];                                  \
-        }                                                                             \
-    }
-    CYNN_COPY_ROW(cynn_copy_row_f, float)
-    CYNN_COPY_ROW(cynn_copy_row_d, double)
-    #define CYNN_IM2COL(NAME, T, COPY_ROW)                                            \
-    static CYNN_NO_MEMCPY CYNN_WIDE void NAME(const T* restrict xp, Py_ssize_t channels,        \
-            Py_ssize_t hp, Py_ssize_t wp, T* restrict col, int kh, int kw, int sh,    \
-            int sw, int oh0, int oh1, int wo) {                                       \
-        T* restrict d = col;                                                          \
-        for (Py_ssize_t c = 0; c < channels; c++)                                     \
-            for (int i = 0; i < kh; i++)                                              \
-                for (int j = 0; j < kw; j++)                                          \
-                    for (int oh = oh0; oh < oh1; oh++, d += wo) {                     \
-                        const T* restrict s = xp + (c * hp + (Py_ssize_t)oh * sh + i) * wp + j; \
-                        if (sw == 1)                                                  \
-                            COPY_ROW(d, s, wo);                                       \
-                        else                                                          \
-                            for (int ow = 0; ow < wo; ow++) d[ow] = s[(Py_ssize_t)ow * sw]; \
-                    }                                                                 \
-    }
-    #define CYNN_COL2IM(NAME, T)                                                      \
-    static CYNN_WIDE void NAME(const T* restrict col, Py_ssize_t channels, Py_ssize_t hp,       \
-            Py_ssize_t wp, T* restrict dxp, int kh, int kw, int sh, int sw, int oh0,  \
-            int oh1, int wo) {                                                        \
-        const T* restrict s = col;                                                    \
-        for (Py_ssize_t c = 0; c < channels; c++)                                     \
-            for (int i = 0; i < kh; i++)                                              \
-                for (int j = 0; j < kw; j++)                                          \
-                    for (int oh = oh0; oh < oh1; oh++, s += wo) {                     \
-                        T* restrict d = dxp + (c * hp + (Py_ssize_t)oh * sh + i) * wp + j; \
-                        if (sw == 1)                                                  \
-                            for (int ow = 0; ow < wo; ow++) d[ow] += s[ow];           \
-                        else                                                          \
-                            for (int ow = 0; ow < wo; ow++) d[(Py_ssize_t)ow * sw] += s[ow]; \
-                    }                                                                 \
-    }
-    /* Direct stride-1 convolution of one padded sample for few taps (K = C * kh * kw
-       <= CYNN_DIRECT_TAPS) and rows of at least one vector (L values): blocks of four
-       filters, each input vector loaded once for the four; out = bias + the taps in
-       order.  A row that is not a multiple of L ends with a vector overlapping the
-       previous one (the same values, stored again). */
-    #define CYNN_DIRECT_TAPS 32
-    #define CYNN_DIRECT(NAME, T)                                                      \
-    typedef T NAME##_vec __attribute__((vector_size(64)));                           \
-    static CYNN_WIDE void NAME(const T* restrict xp, Py_ssize_t channels,            \
-            Py_ssize_t hp, Py_ssize_t wp, const T* restrict w, Py_ssize_t ldw,        \
-            Py_ssize_t n_filters, int has_bias, int kh, int kw, T* restrict out,      \
-            int ho, int wo) {                                                         \
-        enum { L = 64 / sizeof(T) };                                                  \
-        Py_ssize_t off[CYNN_DIRECT_TAPS], taps = 0, plane = (Py_ssize_t)ho * wo;      \
-        for (Py_ssize_t c = 0; c < channels; c++)                                     \
-            for (int i = 0; i < kh; i++)                                              \
-                for (int j = 0; j < kw; j++)                                          \
-                    off[taps++] = (c * hp + i) * wp + j;                              \
-        for (Py_ssize_t f = 0; f < n_filters; f += 4) {                               \
-            int nf = n_filters - f < 4 ? (int)(n_filters - f) : 4;                   \
-            const T* restrict w0 = w + f * ldw;                                       \
-            const T* restrict w1 = nf > 1 ? w0 + ldw : w0;                            \
-            const T* restrict w2 = nf > 2 ? w0 + 2 * ldw : w0;                        \
-            const T* restrict w3 = nf > 3 ? w0 + 3 * ldw : w0;                        \
-            T b0 = has_bias ? w0[taps] : 0, b1 = has_bias ? w1[taps] : 0;             \
-            T b2 = has_bias ? w2[taps] : 0, b3 = has_bias ? w3[taps] : 0;             \
-            for (int oh = 0; oh < ho; oh++) {                                         \
-                const T* row = xp + (Py_ssize_t)oh * wp;                              \
-                T* o = out + f * plane + (Py_ssize_t)oh * wo;                         \
-                for (int ow0 = 0; ow0 < wo; ow0 += L) {                               \
-                    int ow = ow0 + L <= wo ? ow0 : wo - L;                            \
-                    NAME##_vec a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, v;             \
-                    a0 = a0 + b0; a1 = a1 + b1; a2 = a2 + b2; a3 = a3 + b3;           \
-                    for (Py_ssize_t t = 0; t < taps; t++) {                           \
-                        memcpy(&v, row + off[t] + ow, sizeof v);                      \
-                        a0 = a0 + v * w0[t]; a1 = a1 + v * w1[t];                     \
-                        a2 = a2 + v * w2[t]; a3 = a3 + v * w3[t];                     \
-                    }                                                                 \
-                    memcpy(o + ow, &a0, sizeof a0);                                   \
-                    if (nf > 1) memcpy(o + plane + ow, &a1, sizeof a1);               \
-                    if (nf > 2) memcpy(o + 2 * plane + ow, &a2, sizeof a2);           \
-                    if (nf > 3) memcpy(o + 3 * plane + ow, &a3, sizeof a3);           \
-                }                                                                     \
-            }                                                                         \
-        }                                                                             \
-    }
-    CYNN_DIRECT(cynn_direct_f, float)
-    CYNN_DIRECT(cynn_direct_d, double)
-    CYNN_IM2COL(cynn_im2col_f, float, cynn_copy_row_f)
-    CYNN_IM2COL(cynn_im2col_d, double, cynn_copy_row_d)
-    CYNN_COL2IM(cynn_col2im_f, float)
-    CYNN_COL2IM(cynn_col2im_d, double)
-    """
+cdef extern from "conv.h":
+    # im2col / col2im of output rows [oh0, oh1) of one padded sample, and the direct
+    # stride-1 convolution (at most CYNN_DIRECT_TAPS taps): see conv.h.
+    int CYNN_DIRECT_TAPS
     void cynn_im2col_f(const float* xp, Py_ssize_t channels, Py_ssize_t hp, Py_ssize_t wp,
                        float* col, int kh, int kw, int sh, int sw, int oh0, int oh1,
                        int wo) noexcept nogil
@@ -197,16 +63,15 @@ cdef extern from *:
     void cynn_col2im_f(const float* col, Py_ssize_t channels, Py_ssize_t hp, Py_ssize_t wp,
                        float* dxp, int kh, int kw, int sh, int sw, int oh0, int oh1,
                        int wo) noexcept nogil
-    int CYNN_DIRECT_TAPS
+    void cynn_col2im_d(const double* col, Py_ssize_t channels, Py_ssize_t hp, Py_ssize_t wp,
+                       double* dxp, int kh, int kw, int sh, int sw, int oh0, int oh1,
+                       int wo) noexcept nogil
     void cynn_direct_f(const float* xp, Py_ssize_t channels, Py_ssize_t hp, Py_ssize_t wp,
                        const float* w, Py_ssize_t ldw, Py_ssize_t n_filters, int has_bias,
                        int kh, int kw, float* out, int ho, int wo) noexcept nogil
     void cynn_direct_d(const double* xp, Py_ssize_t channels, Py_ssize_t hp, Py_ssize_t wp,
                        const double* w, Py_ssize_t ldw, Py_ssize_t n_filters, int has_bias,
                        int kh, int kw, double* out, int ho, int wo) noexcept nogil
-    void cynn_col2im_d(const double* col, Py_ssize_t channels, Py_ssize_t hp, Py_ssize_t wp,
-                       double* dxp, int kh, int kw, int sh, int sw, int oh0, int oh1,
-                       int wo) noexcept nogil
 
 
 cdef struct Geom:

@@ -13,43 +13,7 @@ cdef str _FAMILY = "pooling"
 include "_checks.pxi"
 
 
-cdef extern from *:
-    """
-    /* The common 2x2, stride 2, unpadded case: every window lies inside the plane.
-       Written as selects so that gcc vectorizes the row: on real activations the
-       winner of a window is random, and a branch per comparison mispredicts half the
-       time (that made this loop five times slower).  gcc vectorizes the
-       float32 loop; the float64 one stays scalar, with selects.  Row-major window order with a
-       strict '>' keeps the first of equal maxima; a NaN, once taken, stays. */
-    #define CYNN_MAX2X2_PLANE(NAME, T)                                              \
-    static void NAME##_row(const T* restrict r0, const T* restrict r1,             \
-                           T* restrict o, int* restrict a, int n, int base, int w) { \
-        for (int ow = 0; ow < n; ow++) {                                           \
-            T best = r0[2 * ow], v;                                                \
-            int off = 0;                                                           \
-            _Bool take;                                                            \
-            v = r0[2 * ow + 1];                                                    \
-            take = (v > best) || (v != v && best == best);                         \
-            best = take ? v : best; off = take ? 1 : off;                          \
-            v = r1[2 * ow];                                                        \
-            take = (v > best) || (v != v && best == best);                         \
-            best = take ? v : best; off = take ? w : off;                          \
-            v = r1[2 * ow + 1];                                                    \
-            take = (v > best) || (v != v && best == best);                         \
-            best = take ? v : best; off = take ? w + 1 : off;                      \
-            o[ow] = best;                                                          \
-            a[ow] = base + 2 * ow + off;                                           \
-        }                                                                          \
-    }                                                                              \
-    static void NAME(const T* x, Py_ssize_t width, T* out, int* argmax,            \
-                     Py_ssize_t ho, Py_ssize_t wo) {                               \
-        for (Py_ssize_t oh = 0; oh < ho; oh++)                                     \
-            NAME##_row(x + 2 * oh * width, x + (2 * oh + 1) * width, out + oh * wo, \
-                       argmax + oh * wo, (int)wo, (int)(2 * oh * width), (int)width); \
-    }
-    CYNN_MAX2X2_PLANE(cynn_max2x2_plane_f, float)
-    CYNN_MAX2X2_PLANE(cynn_max2x2_plane_d, double)
-    """
+cdef extern from "pooling.h":
     void cynn_max2x2_plane_f(const float* x, Py_ssize_t width, float* out, int* argmax,
                              Py_ssize_t ho, Py_ssize_t wo) noexcept nogil
     void cynn_max2x2_plane_d(const double* x, Py_ssize_t width, double* out, int* argmax,

@@ -1,0 +1,130 @@
+/* BatchNormalization's C loops (batchnorm.pyx) over (N, C, S) data. */
+#ifndef CYNN_BATCHNORM_H
+#define CYNN_BATCHNORM_H
+
+#include "cynn_common.h"
+
+/* Per-plane sums for the image loop order, in 32-byte vectors of the data's own
+   type (8 float or 4 double lanes, two SSE registers each on a baseline x86-64
+   build), flushed into double every CYNN_FLUSH elements, so a float lane never
+   holds more than CYNN_FLUSH / 8 terms.  Plain lane arrays left the compiler
+   spilling every lane to the stack.  The order is fixed by the plane length alone,
+   so it does not depend on the thread count.
+
+   CYNN_PLANE_SUMS is the loop the three functions below share, over a plane of s
+   values with `zero`, a zero vector of type VT, in scope: STEP adds the vector at q
+   into the lanes a and b, which are flushed into the double sums S and Q; TAIL adds
+   the last s % L values at q, one by one, into S and Q; then *OUT0 += S, *OUT1 += Q. */
+#define CYNN_FLUSH 1024
+#define CYNN_PLANE_SUMS(T, VT, OUT0, OUT1, STEP, TAIL)                                 \
+    enum { L = sizeof(VT) / sizeof(T) };                                               \
+    double S = 0, Q = 0;                                                               \
+    Py_ssize_t q = 0;                                                                  \
+    while (s - q >= L) {                                                               \
+        VT a = zero, b = zero;                                                         \
+        Py_ssize_t full = (s - q) - (s - q) % L;                                       \
+        Py_ssize_t stop = q + (full < CYNN_FLUSH ? full : CYNN_FLUSH);                 \
+        for (; q < stop; q += L) { STEP }                                              \
+        for (int l = 0; l < L; l++) { S += a[l]; Q += b[l]; }                          \
+    }                                                                                  \
+    for (; q < s; q++) { TAIL }                                                        \
+    *OUT0 += S;                                                                        \
+    *OUT1 += Q;
+
+/* NAME_sums: the sums of x - shift and of its square over one plane;
+   NAME_grad_sums: the sums of dy and of dy * (x - m). */
+#define CYNN_BN_SUMS(NAME, T, SFX)                                                     \
+CYNN_KERNEL void NAME##_sums(const T* restrict x, Py_ssize_t s, T shift,               \
+                             double* sum, double* sq) {                                \
+    cynn_v32##SFX zero = {0}, vshift = zero + shift;                                   \
+    CYNN_PLANE_SUMS(T, cynn_v32##SFX, sum, sq,                                         \
+        cynn_v32##SFX v; memcpy(&v, x + q, sizeof v); v -= vshift; a += v; b += v * v;, \
+        T d = x[q] - shift; S += d; Q += (double)d * d;)                               \
+}                                                                                      \
+CYNN_KERNEL void NAME##_grad_sums(const T* restrict x, const T* restrict dy,           \
+                                  Py_ssize_t s, T m, double* sum_dy, double* sum_dyx) { \
+    cynn_v32##SFX zero = {0}, vm = zero + m;                                           \
+    CYNN_PLANE_SUMS(T, cynn_v32##SFX, sum_dy, sum_dyx,                                 \
+        cynn_v32##SFX g; cynn_v32##SFX v; memcpy(&g, dy + q, sizeof g);                \
+        memcpy(&v, x + q, sizeof v); a += g; b += g * (v - vm);,                       \
+        T g = dy[q]; S += g; Q += (double)g * (x[q] - m);)                             \
+}
+
+/* ChannelwiseScaling backward over one plane in one sweep: dx = g * dy, and the
+   sums of dy and dy * x in the same lanes as above. */
+#define CYNN_SCALE_GRAD(NAME, T, SFX)                                                  \
+CYNN_KERNEL void NAME##_scale_grad(const T* restrict x, const T* restrict dy,          \
+                                   T* restrict dx, Py_ssize_t s, T g,                  \
+                                   double* sum_dy, double* sum_dyx) {                  \
+    cynn_v32##SFX zero = {0}, vg = zero + g;                                           \
+    CYNN_PLANE_SUMS(T, cynn_v32##SFX, sum_dy, sum_dyx,                                 \
+        cynn_v32##SFX d; cynn_v32##SFX v; memcpy(&d, dy + q, sizeof d);                \
+        memcpy(&v, x + q, sizeof v); a += d; b += d * v; v = vg * d;                   \
+        memcpy(dx + q, &v, sizeof v);,                                                 \
+        T d = dy[q]; S += d; Q += (double)d * x[q]; dx[q] = g * d;)                    \
+}
+
+/* The vector case (S = 1): a channel is a strided column, so a thread takes a
+   block of at most CYNN_BN_COLUMN_BLOCK columns (c1 - c0, batchnorm.pyx's
+   COLUMN_BLOCK: this one definition sizes both the blocks and the lane arrays
+   below) and walks the rows.  Row chunks of CYNN_ROWS are summed in the data's
+   type, then flushed into double. */
+#define CYNN_BN_COLUMN_BLOCK 64
+#define CYNN_ROWS 128
+#define CYNN_BN_COLUMNS(NAME, T, SFX)                                                  \
+CYNN_KERNEL void NAME##_col_sums(const T* restrict x, Py_ssize_t n_batch,              \
+                            Py_ssize_t channels, Py_ssize_t c0, Py_ssize_t c1,         \
+                            const double* shift, const double* m, int grad,            \
+                            const T* restrict dy, double* out0, double* out1) {        \
+    T sh[CYNN_BN_COLUMN_BLOCK], a[CYNN_BN_COLUMN_BLOCK], b[CYNN_BN_COLUMN_BLOCK];      \
+    double S[CYNN_BN_COLUMN_BLOCK], Q[CYNN_BN_COLUMN_BLOCK];                           \
+    int w = (int)(c1 - c0);                                                            \
+    for (int l = 0; l < w; l++) {                                                      \
+        sh[l] = (T)(grad ? m[c0 + l] : shift[c0 + l]);                                 \
+        S[l] = 0; Q[l] = 0;                                                            \
+    }                                                                                  \
+    for (Py_ssize_t n0 = 0; n0 < n_batch; n0 += CYNN_ROWS) {                           \
+        Py_ssize_t n1 = n0 + CYNN_ROWS < n_batch ? n0 + CYNN_ROWS : n_batch;           \
+        for (int l = 0; l < w; l++) { a[l] = 0; b[l] = 0; }                            \
+        if (grad) {                                                                    \
+            for (Py_ssize_t n = n0; n < n1; n++) {                                     \
+                const T* restrict xr = x + n * channels + c0;                          \
+                const T* restrict gr = dy + n * channels + c0;                         \
+                for (int l = 0; l < w; l++) {                                          \
+                    a[l] += gr[l];                                                     \
+                    b[l] += gr[l] * (xr[l] - sh[l]);                                   \
+                }                                                                      \
+            }                                                                          \
+        } else {                                                                       \
+            for (Py_ssize_t n = n0; n < n1; n++) {                                     \
+                const T* restrict xr = x + n * channels + c0;                          \
+                for (int l = 0; l < w; l++) {                                          \
+                    T d = xr[l] - sh[l];                                               \
+                    a[l] += d;                                                         \
+                    b[l] += d * d;                                                     \
+                }                                                                      \
+            }                                                                          \
+        }                                                                              \
+        for (int l = 0; l < w; l++) { S[l] += a[l]; Q[l] += b[l]; }                    \
+    }                                                                                  \
+    for (int l = 0; l < w; l++) { out0[c0 + l] = S[l]; out1[c0 + l] = Q[l]; }          \
+}                                                                                      \
+/* One row: y = (x - m) * inv, or y = a * dy + b * (x - m) + k. */                     \
+CYNN_KERNEL void NAME##_row_normalize(const T* restrict x, T* restrict y,              \
+                                 const T* restrict m, const T* restrict inv,           \
+                                 Py_ssize_t channels) {                                \
+    for (Py_ssize_t c = 0; c < channels; c++) y[c] = (x[c] - m[c]) * inv[c];           \
+}                                                                                      \
+CYNN_KERNEL void NAME##_row_backward(const T* restrict x, const T* restrict dy,        \
+                                T* restrict dx, const T* restrict m,                   \
+                                const T* restrict a, const T* restrict b,              \
+                                const T* restrict k, Py_ssize_t channels) {            \
+    for (Py_ssize_t c = 0; c < channels; c++)                                          \
+        dx[c] = a[c] * dy[c] + b[c] * (x[c] - m[c]) + k[c];                            \
+}
+
+CYNN_FLOAT_AND_DOUBLE(CYNN_BN_COLUMNS, cynn_bn)
+CYNN_FLOAT_AND_DOUBLE(CYNN_BN_SUMS, cynn_bn)
+CYNN_FLOAT_AND_DOUBLE(CYNN_SCALE_GRAD, cynn_bn)
+
+#endif /* CYNN_BATCHNORM_H */

@@ -1,0 +1,57 @@
+/* What several kernels' C shares: build flags, function attributes and the vector
+   types of the GCC/Clang vector extensions.  Included from the .pyx files with
+   `cdef extern from "cynn_common.h"` (directly or through a kernel's own header). */
+#ifndef CYNN_COMMON_H
+#define CYNN_COMMON_H
+
+#include <Python.h>   /* Py_ssize_t; already included first by Cython's generated C */
+#include <string.h>   /* memcpy, the aliasing-safe way to load and store a vector */
+
+/* Build flags the modules report (conv.openmp_enabled(), conv.debug_build()).
+   setup.py defines CYNN_DEBUG_BUILD. */
+#ifdef _OPENMP
+#define CYNN_HAVE_OPENMP 1
+#else
+#define CYNN_HAVE_OPENMP 0
+#endif
+#ifndef CYNN_DEBUG_BUILD
+#define CYNN_DEBUG_BUILD 0
+#endif
+
+/* Every kernel function is static, defined in its kernel's header; a file that
+   includes a header and calls only some of its functions gets no warning for the
+   others (the attribute changes no code). */
+#define CYNN_KERNEL static __attribute__((unused))
+
+/* Clones of a hot function for AVX-512 and AVX2, picked once at load time (an
+   ifunc: GCC on x86-64 glibc Linux only; elsewhere the one baseline version). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
+    && defined(__GLIBC__)
+#define CYNN_WIDE __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define CYNN_WIDE
+#endif
+
+/* Keeps GCC from turning a short copy loop into a libc memcpy call, whose call
+   overhead costs more than the copy on rows of a few values. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define CYNN_NO_MEMCPY __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define CYNN_NO_MEMCPY
+#endif
+
+/* Vector types by width in bytes and element type: cynn_v32f is 32 bytes of float
+   (8 lanes), cynn_v64d 64 bytes of double (8 lanes).  Loads and stores go through
+   memcpy, so the data need not be aligned to the vector's width. */
+typedef float cynn_v32f __attribute__((vector_size(32)));
+typedef double cynn_v32d __attribute__((vector_size(32)));
+typedef float cynn_v64f __attribute__((vector_size(64)));
+typedef double cynn_v64d __attribute__((vector_size(64)));
+
+/* Instantiates a kernel macro KERNEL(NAME, T, SFX) for float, as NAME_f, and for
+   double, as NAME_d; SFX (f or d) names the matching vector type, cynn_v32##SFX. */
+#define CYNN_FLOAT_AND_DOUBLE(KERNEL, NAME)                                            \
+    KERNEL(NAME##_f, float, f)                                                         \
+    KERNEL(NAME##_d, double, d)
+
+#endif /* CYNN_COMMON_H */
