@@ -1,9 +1,9 @@
 """Element-wise ReLU kernels over flat C-contiguous arrays.
 
-NumPy's ``maximum`` and the mask product run at a quarter of memory speed on the
-activations of a small CNN; these loops (activation.h) are plain selects that gcc
-vectorizes, split into fixed blocks over the threads.  Each element depends on its own
-input only, so the result does not depend on the thread count.
+NumPy's ``maximum`` and the mask product run well below memory speed on the
+activations of a small CNN; these loops (activation.h) are plain selects that the
+compiler vectorizes, split into fixed blocks over the threads.  Each element depends
+on its own input only, so the result does not depend on the thread count.
 """
 from cython cimport floating
 from cython.parallel cimport prange

@@ -137,8 +137,8 @@ cdef void _unpad_sample(const floating* xp, const Geom* g, floating* x) noexcept
 
 cdef inline int _chunk_rows(Py_ssize_t k, int ho, int wo, size_t itemsize) noexcept nogil:
     """Output rows per column chunk: a (K, rows * Wo) block of about 256 KB stays in the
-    L2 cache between the im2col that writes it and the GEMM that reads it.  (Measured on
-    (64,16,16,28,5) and (64,32,64,14,3): 128 KB and 384-512 KB blocks were slower.)"""
+    L2 cache between the im2col that writes it and the GEMM that reads it (both smaller
+    and larger blocks were slower)."""
     cdef Py_ssize_t rows = (262144 // itemsize) // (k * wo) if k * wo > 0 else ho
     if rows < 1:
         rows = 1
@@ -180,8 +180,9 @@ cdef int _check_workspace(floating[:, ::1] ws, int threads, const Geom* g, Py_ss
     return 0
 
 
-# Stride-1 forward passes with at most this many taps (C * kh * kw <= CYNN_DIRECT_TAPS)
-# and output rows of at least one 64-byte vector run as a direct convolution.
+# Stride-1 forward passes with at most this many taps (C * kh * kw <= 27 by default;
+# set_direct_max_taps moves it, up to CYNN_DIRECT_TAPS, the size of conv.h's offset
+# table) and output rows of at least one 64-byte vector run as a direct convolution.
 cdef int _direct_max_taps = 27
 
 
@@ -249,8 +250,8 @@ cdef void _grad_params_sample(const floating* xs, const floating* dy, const Geom
     cdef int rows = _chunk_rows(kk, g.ho, g.wo, sizeof(floating)), oh0 = 0, oh1
     cdef int p = g.ho * g.wo
     _pad_sample(xs, g, xp)
-    # The transposed product part^T (K, F) += col (K, P) @ dy^T runs 15-45% faster in the
-    # BLAS than part (F, K) += dy @ col^T (measured for F of 16 to 64), most for few filters.
+    # The transposed product part^T (K, F) += col (K, P) @ dy^T runs faster in the BLAS
+    # than part (F, K) += dy @ col^T, the more so the fewer the filters.
     while oh0 < g.ho:
         oh1 = oh0 + rows if oh0 + rows < g.ho else g.ho
         _im2col_rows(xp, g, col, oh0, oh1, has_bias)
