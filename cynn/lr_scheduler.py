@@ -4,6 +4,7 @@ A schedule reads and writes ``optimizer.lr`` once per epoch, after that epoch's
 optimizer steps (see `cynn.optim` for the loop).  The rules are PyTorch's
 (``torch.optim.lr_scheduler``), for a single parameter group.
 """
+import functools
 import math
 import numbers
 
@@ -51,8 +52,14 @@ class LRScheduler:
         """The learning rate this schedule set last (``base_lr`` before any step)."""
         return self._last_lr
 
+    #: name -> rule(value, name, owner) from cynn._validation: a schedule states its
+    #: argument rules as data, in display order, and this base class checks them.
+    _rules = {}
+
     def _check_hyperparameters(self, **hyperparameters):
-        raise NotImplementedError
+        owner = type(self).__name__
+        return {name: rule(hyperparameters[name], name, owner)
+                for name, rule in self._rules.items()}
 
     def _compute_lr(self):
         """The learning rate for epoch ``self.last_epoch``."""
@@ -129,9 +136,7 @@ class StepLR(LRScheduler):
     def __init__(self, optimizer, step_size, gamma=0.1):
         super().__init__(optimizer, step_size=step_size, gamma=gamma)
 
-    def _check_hyperparameters(self, step_size, gamma):
-        return {"step_size": positive_int(step_size, "step_size", "StepLR"),
-                "gamma": positive_float(gamma, "gamma", "StepLR")}
+    _rules = {"step_size": positive_int, "gamma": positive_float}
 
     def _compute_lr(self):
         if self.last_epoch % self.step_size == 0:
@@ -159,8 +164,7 @@ class ExponentialLR(LRScheduler):
     def __init__(self, optimizer, gamma):
         super().__init__(optimizer, gamma=gamma)
 
-    def _check_hyperparameters(self, gamma):
-        return {"gamma": positive_float(gamma, "gamma", "ExponentialLR")}
+    _rules = {"gamma": positive_float}
 
     def _compute_lr(self):
         return self.optimizer.lr * self.gamma
@@ -197,9 +201,7 @@ class CosineAnnealingLR(LRScheduler):
     def __init__(self, optimizer, T_max, eta_min=0.0):
         super().__init__(optimizer, T_max=T_max, eta_min=eta_min)
 
-    def _check_hyperparameters(self, T_max, eta_min):
-        return {"T_max": positive_int(T_max, "T_max", "CosineAnnealingLR"),
-                "eta_min": non_negative_float(eta_min, "eta_min", "CosineAnnealingLR")}
+    _rules = {"T_max": positive_int, "eta_min": non_negative_float}
 
     def _compute_lr(self):
         cosine = math.cos(math.pi * self.last_epoch / self.T_max)
@@ -254,19 +256,16 @@ class ReduceLROnPlateau(LRScheduler):
         self.num_bad_epochs = 0
         self.cooldown_counter = 0
 
-    def _check_hyperparameters(self, mode, factor, patience, threshold, threshold_mode,
-                               cooldown, min_lr, eps):
-        owner = "ReduceLROnPlateau"
-        return {
-            "mode": choice(mode, "mode", owner, ("min", "max")),
-            "factor": fraction(factor, "factor", owner, include_zero=False),
-            "patience": non_negative_int(patience, "patience", owner),
-            "threshold": non_negative_float(threshold, "threshold", owner),
-            "threshold_mode": choice(threshold_mode, "threshold_mode", owner, ("rel", "abs")),
-            "cooldown": non_negative_int(cooldown, "cooldown", owner),
-            "min_lr": non_negative_float(min_lr, "min_lr", owner),
-            "eps": non_negative_float(eps, "eps", owner),
-        }
+    _rules = {
+        "mode": functools.partial(choice, choices=("min", "max")),
+        "factor": functools.partial(fraction, include_zero=False),
+        "patience": non_negative_int,
+        "threshold": non_negative_float,
+        "threshold_mode": functools.partial(choice, choices=("rel", "abs")),
+        "cooldown": non_negative_int,
+        "min_lr": non_negative_float,
+        "eps": non_negative_float,
+    }
 
     def step(self, metric):
         """Record this epoch's ``metric`` and reduce the learning rate if it has stalled."""

@@ -27,12 +27,14 @@ class _Activation(Module):
     # None: any shape with a batch axis; a tuple: the allowed ndims.
     _ndims = None
     _shape_name = "(N, *)"
-    # Constructor arguments, shown by __repr__.
-    _arguments = ()
-
-    def __init__(self):
+    def __init__(self, **arguments):
+        """``arguments``: the layer's real-valued constructor arguments (any finite
+        number), stored as attributes and shown by __repr__."""
         super().__init__()
         self._saved = None  # (the input object forward got, the output it returned)
+        for name, value in arguments.items():
+            setattr(self, name, finite_float(value, name, type(self).__name__))
+        self._arguments = tuple(arguments)
 
     def _check_input(self, input):
         owner = type(self).__name__
@@ -109,11 +111,8 @@ class LeakyReLU(_Activation):
     - Output: same shape and dtype as the input.
     """
 
-    _arguments = ("slope",)
-
     def __init__(self, slope=0.03):
-        super().__init__()
-        self.slope = finite_float(slope, "slope", "LeakyReLU")
+        super().__init__(slope=slope)
 
     # Branch-free forms, which vectorize; both are exact: x + 0 and 0 + slope * x.
     def _apply(self, x):
@@ -142,11 +141,8 @@ class ELU(_Activation):
     - Output: same shape and dtype as the input.
     """
 
-    _arguments = ("alpha",)
-
     def __init__(self, alpha=1.0):
-        super().__init__()
-        self.alpha = finite_float(alpha, "alpha", "ELU")
+        super().__init__(alpha=alpha)
 
     def _apply(self, x):
         # The exponential only sees the non-positive part, so large positive inputs
