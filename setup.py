@@ -106,6 +106,9 @@ setup(
     ext_modules=cythonize(
         extensions,
         compiler_directives=directives,
+        # The checked build's C goes to a folder of its own, so that a later plain
+        # build never compiles C generated with the checks on (or the reverse).
+        build_dir="build/cython-debug" if DEBUG else None,
         force=DEBUG,
     ),
 )
