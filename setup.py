@@ -7,6 +7,10 @@ Environment variables read at build time:
 CYNN_DEBUG=1
     Build with bounds checking, wraparound and initialized-check directives on, so the
     test suite can run against a checked build.
+CYNN_SANITIZE=1
+    Build with AddressSanitizer and UndefinedBehaviorSanitizer (-O1 -g), for the
+    kernels' raw-pointer C that Cython's checks never see.  The extensions then need
+    the ASan runtime loaded first: .ci/sanitize builds one and runs the tests under it.
 CYNN_NO_OPENMP=1
     Build serial kernels even where OpenMP is available.
 """
@@ -21,7 +25,14 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 KERNELS = ["conv", "batchnorm", "pooling", "dense", "activation"]
-DEBUG = os.environ.get("CYNN_DEBUG", "0") not in ("", "0")
+
+
+def _flag(name):
+    return os.environ.get(name, "0") not in ("", "0")
+
+
+DEBUG = _flag("CYNN_DEBUG")
+SANITIZE = _flag("CYNN_SANITIZE")
 
 
 def _openmp_flags():
@@ -70,6 +81,15 @@ if DEBUG:
 
 compile_args = ["-O0", "-g"] if DEBUG else ["-O3"]
 link_args = []
+if SANITIZE:
+    print("cynn: CYNN_SANITIZE=1, building with -fsanitize=address,undefined", file=sys.stderr)
+    # -fno-wrapv undoes Python's -fwrapv so that signed overflow is reported, not
+    # wrapped; -fno-sanitize-recover makes every report fatal, so no test can pass
+    # over one.
+    sanitize = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all",
+                "-fno-omit-frame-pointer"]
+    compile_args = ["-O1", "-g", "-fno-wrapv"] + sanitize
+    link_args = list(sanitize)
 if OPENMP_FLAG:
     compile_args.append(OPENMP_FLAG)
     link_args.append(OPENMP_FLAG)
@@ -111,4 +131,6 @@ setup(
         build_dir="build/cython-debug" if DEBUG else None,
         force=DEBUG,
     ),
+    # The C is the same with and without sanitizers: recompile it whatever its age.
+    options={"build_ext": {"force": True}} if SANITIZE else {},
 )

@@ -35,6 +35,7 @@ from libc.string cimport memcpy, memset
 cdef extern from "cynn_common.h":
     int CYNN_HAVE_OPENMP
     int CYNN_DEBUG_BUILD
+    int CYNN_SANITIZE_BUILD
 
 
 def openmp_enabled():
@@ -45,6 +46,11 @@ def openmp_enabled():
 def debug_build():
     """True for a CYNN_DEBUG=1 build (bounds and wraparound checks on)."""
     return bool(CYNN_DEBUG_BUILD)
+
+
+def sanitize_build():
+    """True for a CYNN_SANITIZE=1 build (AddressSanitizer and UBSan compiled in)."""
+    return bool(CYNN_SANITIZE_BUILD)
 
 
 include "_gemm.pxi"

@@ -7,8 +7,8 @@
 #include <Python.h>   /* Py_ssize_t; already included first by Cython's generated C */
 #include <string.h>   /* memcpy, the aliasing-safe way to load and store a vector */
 
-/* Build flags the modules report (conv.openmp_enabled(), conv.debug_build()).
-   setup.py defines CYNN_DEBUG_BUILD. */
+/* Build flags the modules report: conv.openmp_enabled(), conv.debug_build() (setup.py
+   defines CYNN_DEBUG_BUILD) and conv.sanitize_build(). */
 #ifdef _OPENMP
 #define CYNN_HAVE_OPENMP 1
 #else
@@ -16,6 +16,18 @@
 #endif
 #ifndef CYNN_DEBUG_BUILD
 #define CYNN_DEBUG_BUILD 0
+#endif
+/* A CYNN_SANITIZE=1 build (conv.sanitize_build()): gcc says so with
+   __SANITIZE_ADDRESS__, clang with __has_feature(address_sanitizer). */
+#if defined(__SANITIZE_ADDRESS__)
+#define CYNN_SANITIZE_BUILD 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CYNN_SANITIZE_BUILD 1
+#endif
+#endif
+#ifndef CYNN_SANITIZE_BUILD
+#define CYNN_SANITIZE_BUILD 0
 #endif
 
 /* Every kernel function is static, defined in its kernel's header; a file that
