@@ -310,6 +310,87 @@ def test_kernels_reject_inconsistent_shapes():
                             out, 3, 3, 1, 1, 1, 1, True, 1, True)
 
 
+# Geometry a direct call could give the kernels, (H, W, kh, kw, sh, sw, ph, pw, Ho, Wo),
+# where Ho, Wo is what C's truncating division makes of (H + 2ph - kh) // sh + 1: each
+# names one output row or column where there is none (floor division says 0), or worse.
+BAD_GEOMETRY = [
+    pytest.param(4, 8, 5, 3, 2, 2, 0, 0, 1, 3, id="kernel-taller-than-input-stride-2"),
+    pytest.param(8, 4, 3, 5, 2, 2, 0, 0, 3, 1, id="kernel-wider-than-input-stride-2"),
+    pytest.param(2, 6, 5, 3, 3, 1, 1, 1, 1, 6, id="kernel-taller-than-padded-input"),
+    pytest.param(3, 3, 4, 4, 3, 3, 0, 0, 1, 1, id="kernel-larger-than-input-stride-3"),
+    pytest.param(5, 5, 3, 3, 0, 1, 1, 1, 1, 5, id="zero-stride"),
+    pytest.param(5, 5, 3, 3, -1, 1, 1, 1, 1, 5, id="negative-stride"),
+    pytest.param(5, 5, 0, 3, 1, 1, 0, 1, 6, 5, id="empty-kernel"),
+    pytest.param(5, 5, 3, 3, 1, 1, -1, 1, 1, 5, id="negative-padding"),
+]
+
+
+@pytest.mark.parametrize("h, w, kh, kw, sh, sw, ph, pw, ho, wo", BAD_GEOMETRY)
+def test_conv_kernels_reject_geometry_c_division_would_accept(h, w, kh, kw, sh, sw, ph, pw, ho, wo):
+    """Called directly, the conv entry points check kh <= H + 2ph (likewise kw) and the
+    output size with non-negative numbers, before any loop reads the padded input."""
+    from cynn._kernels import conv
+
+    c, f = 2, 3
+    k = c * max(kh, 0) * max(kw, 0)
+    x = np.ones((1, c, h, w), np.float32)
+    ws = np.zeros((1, 1 << 14), np.float32)
+    with pytest.raises(ValueError, match="conv kernel: inconsistent output size"):
+        conv.conv2d_forward(x, np.ones((f, k + 1), np.float32), ws,
+                            np.zeros((1, f, ho, wo), np.float32), kh, kw, sh, sw, ph, pw,
+                            True, 1, True)
+    with pytest.raises(ValueError, match="conv kernel: inconsistent output size"):
+        conv.conv2d_backward(x, np.ones((1, f, ho, wo), np.float32), np.ones((f, k), np.float32),
+                             np.zeros_like(x), ws, np.zeros((1, k + 1, f), np.float32), ws.copy(),
+                             kh, kw, sh, sw, ph, pw, True, True, False, 1, True)
+
+
+@pytest.mark.parametrize("h, w, kh, kw, sh, sw, ph, pw, ho, wo", BAD_GEOMETRY + [
+    # The 2x2, stride 2 loop reads rows 2 * oh and 2 * oh + 1: a one-row plane has no second.
+    pytest.param(1, 4, 2, 2, 2, 2, 0, 0, 1, 2, id="2x2-pool-over-one-row"),
+    pytest.param(4, 1, 2, 2, 2, 2, 0, 0, 2, 1, id="2x2-pool-over-one-column"),
+])
+def test_pool_kernel_rejects_geometry_c_division_would_accept(h, w, kh, kw, sh, sw, ph, pw, ho, wo):
+    from cynn._kernels import pooling
+
+    x = np.ones((1, 2, h, w), np.float32)
+    with pytest.raises(ValueError, match="pooling kernel: inconsistent output size"):
+        pooling.maxpool2d_forward(x, np.zeros((1, 2, ho, wo), np.float32),
+                                  np.zeros((1, 2, ho, wo), np.int32), kh, kw, sh, sw, ph, pw, 1)
+
+
+def test_conv_kernels_reject_a_thread_count_below_one():
+    """OpenMP reads num_threads(0) as 'the default', more threads than workspace rows."""
+    from cynn._kernels import conv
+
+    x = np.ones((4, 3, 5, 5), np.float32)
+    ws = np.zeros((1, conv.workspace_size(3, 5, 5, 3, 3, 1, 1, 5, 5, 4)), np.float32)
+    for threads in (0, -1):
+        with pytest.raises(ValueError, match="conv kernel: inconsistent thread count"):
+            conv.conv2d_forward(x, np.ones((4, 28), np.float32), ws,
+                                np.zeros((4, 4, 5, 5), np.float32), 3, 3, 1, 1, 1, 1, True,
+                                threads, True)
+        with pytest.raises(ValueError, match="conv kernel: inconsistent thread count"):
+            conv.conv2d_backward(x, np.ones((4, 4, 5, 5), np.float32), np.ones((4, 27), np.float32),
+                                 np.zeros_like(x), ws, np.zeros((1, 28, 4), np.float32), ws.copy(),
+                                 3, 3, 1, 1, 1, 1, True, True, False, threads, True)
+
+
+def test_geometry_checks_accept_windows_that_just_fit():
+    """The checks reject no geometry that is valid: a kernel as large as the padded input
+    gives one output; every stride and padding of the layers' own tests still runs."""
+    from cynn._kernels import conv, pooling
+
+    x = np.ones((1, 1, 3, 4), np.float64)
+    out = np.zeros((1, 1, 1, 1), np.float64)
+    ws = np.zeros((1, conv.workspace_size(1, 3, 4, 5, 6, 1, 1, 1, 1, 8)), np.float64)
+    conv.conv2d_forward(x, np.ones((1, 31), np.float64), ws, out, 5, 6, 2, 3, 1, 1, True, 1, True)
+    assert out[0, 0, 0, 0] == 12 + 1  # every input value once, plus the bias
+    pooled = np.zeros((1, 1, 1, 2), np.float64)
+    pooling.maxpool2d_forward(x, pooled, np.zeros((1, 1, 1, 2), np.int32), 2, 2, 2, 2, 0, 0, 1)
+    np.testing.assert_array_equal(pooled, 1)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(1, 3), (7, 5), (300, 70), (4, 3, 5, 6), (1, 2, 1, 1)])
 @pytest.mark.parametrize("kind", ["plain", "noncontiguous", "readonly"])

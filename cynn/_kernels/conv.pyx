@@ -90,7 +90,7 @@ cdef Geom _geom(Py_ssize_t channels, Py_ssize_t height, Py_ssize_t width, int kh
                 int sh, int sw, int ph, int pw, int ho, int wo) noexcept nogil:
     cdef Geom g
     g.channels, g.height, g.width = channels, height, width
-    g.hp, g.wp = height + 2 * ph, width + 2 * pw
+    g.hp, g.wp = height + 2 * <Py_ssize_t> ph, width + 2 * <Py_ssize_t> pw
     g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.ho, g.wo = kh, kw, sh, sw, ph, pw, ho, wo
     return g
 
@@ -170,12 +170,7 @@ def workspace_size(Py_ssize_t channels, Py_ssize_t height, Py_ssize_t width, int
 
 cdef str _FAMILY = "conv"
 include "_checks.pxi"
-
-
-cdef inline bint _size_ok(Py_ssize_t ho, Py_ssize_t wo, Py_ssize_t h, Py_ssize_t w,
-                          int kh, int kw, int sh, int sw, int ph, int pw):
-    return (ho >= 1 and wo >= 1 and ph >= 0 and pw >= 0
-            and ho == (h + 2 * ph - kh) // sh + 1 and wo == (w + 2 * pw - kw) // sw + 1)
+include "_geometry.pxi"
 
 
 cdef int _check_workspace(floating[:, ::1] ws, int threads, const Geom* g, Py_ssize_t k,
@@ -296,7 +291,9 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] weight
     cdef floating* col
     _check(weight.shape[1] == kk, "weight shape")
     _check(out.shape[0] == n_batch and out.shape[1] == n_filters, "output shape")
-    _check(_size_ok(g.ho, g.wo, g.height, g.width, kh, kw, sh, sw, ph, pw), "output size")
+    _check(_output_size_ok(out.shape[2], out.shape[3], g.height, g.width, kh, kw, sh, sw,
+                           ph, pw), "output size")
+    _check(num_threads >= 1, "thread count")
     _check_workspace(workspace, threads, &g, kk, sizeof(floating))
     for n in prange(n_batch, nogil=True, schedule='static', num_threads=threads):
         tid = threadid()
@@ -328,20 +325,25 @@ def conv2d_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
     cdef int threads = num_threads if blas_single_threaded else 1
     cdef Geom g = _geom(x.shape[1], x.shape[2], x.shape[3], kh, kw, sh, sw, ph, pw,
                         dy.shape[2], dy.shape[3])
-    cdef Geom gq = _geom(n_filters, g.ho, g.wo, kh, kw, 1, 1, kh - 1 - ph, kw - 1 - pw,
-                         <int> g.height, <int> g.width)
+    cdef Geom gq
     cdef Py_ssize_t k = g.channels * kh * kw, kk = k + has_bias
     cdef Py_ssize_t block_dx = 0, block_params = _block(kk, g.ho, g.wo, sizeof(floating))
     cdef floating* wsp
     _check(dy.shape[0] == n_batch, "gradient shape")
-    _check(_size_ok(g.ho, g.wo, g.height, g.width, kh, kw, sh, sw, ph, pw), "output size")
+    _check(_output_size_ok(dy.shape[2], dy.shape[3], g.height, g.width, kh, kw, sh, sw,
+                           ph, pw), "output size")
+    _check(num_threads >= 1, "thread count")
     _check(n_groups >= 1, "partial-sum workspace")
+    # The input gradient as a correlation of dy padded by k - 1 - p (kh, ph checked above).
+    gq = _geom(n_filters, g.ho, g.wo, kh, kw, 1, 1, kh - 1 - ph, kw - 1 - pw,
+               <int> g.height, <int> g.width)
     if want_dx:
         _check(dx.shape[0] == n_batch and dx.shape[1] == g.channels and dx.shape[2] == g.height
                and dx.shape[3] == g.width, "input gradient shape")
         if as_conv:
-            _check(sh == 1 and sw == 1 and _size_ok(g.height, g.width, g.ho, g.wo, kh, kw, 1, 1,
-                                                    gq.ph, gq.pw), "flipped geometry")
+            _check(sh == 1 and sw == 1 and _output_size_ok(g.height, g.width, g.ho, g.wo, kh,
+                                                           kw, 1, 1, gq.ph, gq.pw),
+                   "flipped geometry")
             _check(weight_dx.shape[0] == g.channels and weight_dx.shape[1] == n_filters * kh * kw,
                    "flipped weight shape")
             block_dx = _block(n_filters * kh * kw, gq.ho, gq.wo, sizeof(floating))

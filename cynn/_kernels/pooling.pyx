@@ -11,6 +11,7 @@ from libc.string cimport memset
 
 cdef str _FAMILY = "pooling"
 include "_checks.pxi"
+include "_geometry.pxi"
 
 
 cdef extern from "pooling.h":
@@ -38,8 +39,7 @@ def maxpool2d_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out
     cdef Py_ssize_t task, n, c, oh, ow, i, j, ih, iw, best_idx
     cdef floating best, v
     _check(out.shape[0] == n_batch and out.shape[1] == channels, "output shape")
-    _check(ho == (height + 2 * ph - kh) // sh + 1 and wo == (width + 2 * pw - kw) // sw + 1,
-           "output size")
+    _check(_output_size_ok(ho, wo, height, width, kh, kw, sh, sw, ph, pw), "output size")
     _check(argmax.shape[0] == n_batch and argmax.shape[1] == channels
            and argmax.shape[2] == ho and argmax.shape[3] == wo, "index shape")
     if kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0:
