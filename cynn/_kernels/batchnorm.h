@@ -6,48 +6,64 @@
 
 /* Per-plane sums for the image loop order, in 32-byte vectors of the data's own
    type (8 float or 4 double lanes, two SSE registers each on a baseline x86-64
-   build), flushed into double every CYNN_FLUSH elements, so a float lane never
-   holds more than CYNN_FLUSH / 8 terms.  Plain lane arrays left the compiler
-   spilling every lane to the stack.  The order is fixed by the plane length alone,
-   so it does not depend on the thread count.
+   build).  Lanes of type LA take the first sum: double lanes (CYNN_ACC_f /
+   CYNN_ACC_d, as many lanes in double) for the batch mean, which must be as exact
+   as float64's, the data's own lanes for the backward sums.  The second sum's lanes
+   are of the data's type; every CYNN_FLUSH elements both are widened and added into
+   double lanes, so a float lane never holds more than CYNN_FLUSH / 8 = 16 terms, a
+   blocked order whose error is that of the terms' own rounding.  Widening every
+   element of both sums made the statistics pass compute-bound.  Plain lane arrays left the compiler spilling
+   every lane to the stack.  The order is fixed by the plane length alone, so it
+   does not depend on the thread count.
 
    CYNN_PLANE_SUMS is the loop the three functions below share, over a plane of s
-   values with `zero`, a zero vector of type VT, in scope: STEP adds the vector at q
-   into the lanes a and b, which are flushed into the double sums S and Q; TAIL adds
-   the last s % L values at q, one by one, into S and Q; then *OUT0 += S, *OUT1 += Q. */
-#define CYNN_FLUSH 1024
-#define CYNN_PLANE_SUMS(T, VT, OUT0, OUT1, STEP, TAIL)                                 \
-    enum { L = sizeof(VT) / sizeof(T) };                                               \
+   values with `zero`, a zero vector of the data's type, in scope: STEP adds the
+   vector at q into the lanes a and b, which are flushed into the double lanes A and B; TAIL adds
+   the last s % L values at q, one by one, into the double sums S and Q; then
+   *OUT0 += S + sum(A), *OUT1 += Q + sum(B). */
+typedef double CYNN_ACC_f __attribute__((vector_size(64)));
+typedef double CYNN_ACC_d __attribute__((vector_size(32)));
+#define CYNN_FLUSH 128
+#define CYNN_PLANE_SUMS(T, SFX, LA, OUT0, OUT1, STEP, TAIL)                            \
+    enum { L = sizeof(cynn_v32##SFX) / sizeof(T) };                                    \
+    CYNN_ACC_##SFX A = {0}, B = {0};                                                   \
     double S = 0, Q = 0;                                                               \
     Py_ssize_t q = 0;                                                                  \
     while (s - q >= L) {                                                               \
-        VT a = zero, b = zero;                                                         \
+        LA a = {0};                                                                    \
+        cynn_v32##SFX b = zero;                                                        \
         Py_ssize_t full = (s - q) - (s - q) % L;                                       \
         Py_ssize_t stop = q + (full < CYNN_FLUSH ? full : CYNN_FLUSH);                 \
         for (; q < stop; q += L) { STEP }                                              \
-        for (int l = 0; l < L; l++) { S += a[l]; Q += b[l]; }                          \
+        A += __builtin_convertvector(a, CYNN_ACC_##SFX);                               \
+        B += __builtin_convertvector(b, CYNN_ACC_##SFX);                               \
     }                                                                                  \
     for (; q < s; q++) { TAIL }                                                        \
+    for (int l = 0; l < L; l++) { S += A[l]; Q += B[l]; }                              \
     *OUT0 += S;                                                                        \
     *OUT1 += Q;
 
-/* NAME_sums: the sums of x - shift and of its square over one plane;
-   NAME_grad_sums: the sums of dy and of dy * (x - m). */
+/* NAME_sums: the sums of x and of (x - shift)^2 over one plane.  The mean comes
+   from the sum of x itself: in float, every x - shift is rounded, and over a plane
+   of thousands those roundings moved a small mean far more than its own rounding;
+   the second moment is taken about the shift, so it does not cancel for data far
+   from 0.  NAME_grad_sums: the sums of dy and of dy * (x - m). */
 #define CYNN_BN_SUMS(NAME, T, SFX)                                                     \
 CYNN_KERNEL void NAME##_sums(const T* restrict x, Py_ssize_t s, T shift,               \
                              double* sum, double* sq) {                                \
     cynn_v32##SFX zero = {0}, vshift = zero + shift;                                   \
-    CYNN_PLANE_SUMS(T, cynn_v32##SFX, sum, sq,                                         \
-        cynn_v32##SFX v; memcpy(&v, x + q, sizeof v); v -= vshift; a += v; b += v * v;, \
-        T d = x[q] - shift; S += d; Q += (double)d * d;)                               \
+    CYNN_PLANE_SUMS(T, SFX, CYNN_ACC_##SFX, sum, sq,                                   \
+        cynn_v32##SFX v; memcpy(&v, x + q, sizeof v);                                  \
+        a += __builtin_convertvector(v, CYNN_ACC_##SFX); v -= vshift; b += v * v;,     \
+        S += x[q]; double d = (double)x[q] - shift; Q += d * d;)                       \
 }                                                                                      \
 CYNN_KERNEL void NAME##_grad_sums(const T* restrict x, const T* restrict dy,           \
                                   Py_ssize_t s, T m, double* sum_dy, double* sum_dyx) { \
     cynn_v32##SFX zero = {0}, vm = zero + m;                                           \
-    CYNN_PLANE_SUMS(T, cynn_v32##SFX, sum_dy, sum_dyx,                                 \
+    CYNN_PLANE_SUMS(T, SFX, cynn_v32##SFX, sum_dy, sum_dyx,                            \
         cynn_v32##SFX g; cynn_v32##SFX v; memcpy(&g, dy + q, sizeof g);                \
         memcpy(&v, x + q, sizeof v); a += g; b += g * (v - vm);,                       \
-        T g = dy[q]; S += g; Q += (double)g * (x[q] - m);)                             \
+        double g = dy[q]; S += g; Q += g * ((double)x[q] - m);)                        \
 }
 
 /* ChannelwiseScaling backward over one plane in one sweep: dx = g * dy, and the
@@ -57,7 +73,7 @@ CYNN_KERNEL void NAME##_scale_grad(const T* restrict x, const T* restrict dy,   
                                    T* restrict dx, Py_ssize_t s, T g,                  \
                                    double* sum_dy, double* sum_dyx) {                  \
     cynn_v32##SFX zero = {0}, vg = zero + g;                                           \
-    CYNN_PLANE_SUMS(T, cynn_v32##SFX, sum_dy, sum_dyx,                                 \
+    CYNN_PLANE_SUMS(T, SFX, cynn_v32##SFX, sum_dy, sum_dyx,                            \
         cynn_v32##SFX d; cynn_v32##SFX v; memcpy(&d, dy + q, sizeof d);                \
         memcpy(&v, x + q, sizeof v); a += d; b += d * v; v = vg * d;                   \
         memcpy(dx + q, &v, sizeof v);,                                                 \
@@ -67,16 +83,19 @@ CYNN_KERNEL void NAME##_scale_grad(const T* restrict x, const T* restrict dy,   
 /* The vector case (S = 1): a channel is a strided column, so a thread takes a
    block of at most CYNN_BN_COLUMN_BLOCK columns (c1 - c0, batchnorm.pyx's
    COLUMN_BLOCK: this one definition sizes both the blocks and the lane arrays
-   below) and walks the rows.  Row chunks of CYNN_ROWS are summed in the data's
-   type, then flushed into double. */
+   below) and walks the rows.  As for the planes, the first sum is kept in double,
+   the second in the data's type over chunks of CYNN_ROWS rows, then flushed into
+   double; the first moment is the sum of x itself, the second is taken about the
+   shift. */
 #define CYNN_BN_COLUMN_BLOCK 64
-#define CYNN_ROWS 128
+#define CYNN_ROWS 16
 #define CYNN_BN_COLUMNS(NAME, T, SFX)                                                  \
 CYNN_KERNEL void NAME##_col_sums(const T* restrict x, Py_ssize_t n_batch,              \
                             Py_ssize_t channels, Py_ssize_t c0, Py_ssize_t c1,         \
                             const double* shift, const double* m, int grad,            \
                             const T* restrict dy, double* out0, double* out1) {        \
-    T sh[CYNN_BN_COLUMN_BLOCK], a[CYNN_BN_COLUMN_BLOCK], b[CYNN_BN_COLUMN_BLOCK];      \
+    T sh[CYNN_BN_COLUMN_BLOCK], b[CYNN_BN_COLUMN_BLOCK];                               \
+    double a[CYNN_BN_COLUMN_BLOCK];                                                    \
     double S[CYNN_BN_COLUMN_BLOCK], Q[CYNN_BN_COLUMN_BLOCK];                           \
     int w = (int)(c1 - c0);                                                            \
     for (int l = 0; l < w; l++) {                                                      \
@@ -100,7 +119,7 @@ CYNN_KERNEL void NAME##_col_sums(const T* restrict x, Py_ssize_t n_batch,       
                 const T* restrict xr = x + n * channels + c0;                          \
                 for (int l = 0; l < w; l++) {                                          \
                     T d = xr[l] - sh[l];                                               \
-                    a[l] += d;                                                         \
+                    a[l] += xr[l];                                                     \
                     b[l] += d * d;                                                     \
                 }                                                                      \
             }                                                                          \

@@ -55,7 +55,7 @@ cdef extern from "batchnorm.h":
 
 cdef inline void _plane_sums(const floating* x, Py_ssize_t channels, Py_ssize_t s,
                              Py_ssize_t task, double[:, ::1] work) noexcept nogil:
-    """Sums of (x - shift) and its square over plane ``task`` = n * C + c."""
+    """Sums of x and of (x - shift)^2 over plane ``task`` = n * C + c."""
     cdef Py_ssize_t n = task // channels, c = task - n * channels
     work[3 + 2 * n, c] = 0
     work[4 + 2 * n, c] = 0
@@ -196,11 +196,13 @@ def batchnorm_forward_train(const floating[:, :, ::1] x, floating[:, :, ::1] y,
             _plane_sums(&x[0, 0, 0], channels, s, task, work)
         _reduce_planes(work, n_batch, channels)
     for c in range(channels):
+        # work[0]: the sum of x; work[1]: the sum of (x - shift)^2.
         m = work[0, c] / count
-        v = work[1, c] / count - m * m
+        shift = m - work[2, c]          # the mean about the shift
+        v = work[1, c] / count - shift * shift
         if v < 0:
             v = 0
-        mean[c] = <floating> (m + work[2, c])
+        mean[c] = <floating> m
         var[c] = <floating> v
         invstd[c] = <floating> (1.0 / sqrt(v + eps))
     with nogil:
