@@ -54,7 +54,7 @@ def _awkward(x, kind):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", CONV_CASES)
 @pytest.mark.parametrize("kind", ["plain", "noncontiguous", "readonly"])
-def test_conv2d_matches_reference(case, dtype, kind, rng):
+def test_conv2d_matches_reference(case, dtype, kind, rng, tolerance):
     n, c, f, h, w, k, s, p = case
     conv = cynn.Conv2d(c, f, k, stride=s, padding=p, dtype=dtype, random_state=0)
     x64 = rng.standard_normal((n, c, h, w))
@@ -63,7 +63,7 @@ def test_conv2d_matches_reference(case, dtype, kind, rng):
     w64, b64 = conv.W.astype(np.float64), conv.b.astype(np.float64)
     expected = ref.conv2d_forward(x.astype(np.float64), w64, b64, s, p)
     assert y.dtype == dtype and y.shape == expected.shape
-    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    tol = tolerance(dtype)
     np.testing.assert_allclose(y, expected, **tol)
 
     dy = _awkward(rng.standard_normal(y.shape).astype(dtype), kind)
@@ -78,7 +78,7 @@ def test_conv2d_matches_reference(case, dtype, kind, rng):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", CONV_CASES)
 @pytest.mark.parametrize("as_conv", [True, False])
-def test_conv2d_input_grad_paths_match_reference(case, dtype, as_conv, rng, monkeypatch):
+def test_conv2d_input_grad_paths_match_reference(case, dtype, as_conv, rng, monkeypatch, tolerance):
     """Both input-gradient paths (a correlation of dy with the flipped kernel, or a GEMM
     and col2im), forced on every case; the first falls back where it does not apply
     (stride 2, padding past the kernel)."""
@@ -94,7 +94,7 @@ def test_conv2d_input_grad_paths_match_reference(case, dtype, as_conv, rng, monk
     dx = conv.backward(x, dy)
     dx_ref = ref.conv2d_backward(x.astype(np.float64), conv.W.astype(np.float64),
                                  dy.astype(np.float64), s, p)[0]
-    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    tol = tolerance(dtype)
     np.testing.assert_allclose(dx, dx_ref, **tol)
 
 
@@ -113,7 +113,7 @@ def direct_taps():
                                                (2, 1, 5, 7, 17, (5, 5), (1, 1), (2, 2))])
 @pytest.mark.parametrize("taps", [0, 32])
 @pytest.mark.parametrize("bias", [True, False])
-def test_conv2d_forward_paths_match_reference(case, dtype, taps, bias, rng, direct_taps):
+def test_conv2d_forward_paths_match_reference(case, dtype, taps, bias, rng, direct_taps, tolerance):
     """The forward pass with the direct convolution off (0 taps) and on wherever it applies
     (stride 1, at most 32 taps, rows of at least one 64-byte vector), with and without
     bias; the extra cases have rows of 40 and 17 values (vectors and an overlapping tail)
@@ -125,7 +125,7 @@ def test_conv2d_forward_paths_match_reference(case, dtype, taps, bias, rng, dire
     y = conv.forward(x)
     expected = ref.conv2d_forward(x.astype(np.float64), conv.W.astype(np.float64),
                                   None if conv.b is None else conv.b.astype(np.float64), s, p)
-    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    tol = tolerance(dtype)
     np.testing.assert_allclose(y, expected, **tol)
 
 
@@ -213,13 +213,13 @@ def test_maxpool2d_2x2_ties_and_nans_on_wide_planes(dtype, rng):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(1, 3), (7, 5), (300, 70), (4, 3, 5, 6), (1, 2, 3, 3), (2, 1, 1, 7), (3, 2, 40, 41)])
 @pytest.mark.parametrize("kind", ["plain", "noncontiguous", "readonly"])
-def test_batchnorm_matches_reference(shape, dtype, kind, rng):
+def test_batchnorm_matches_reference(shape, dtype, kind, rng, tolerance):
     bn = cynn.BatchNormalization(alpha=0.3, dtype=dtype)
     x = _awkward((rng.standard_normal(shape) * 3 + 1).astype(dtype), kind)
     y = bn.forward(x)
     x64 = np.asarray(x, dtype=np.float64)
     y_ref, mean, var = ref.batchnorm_forward(x64, 1e-3)
-    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-11, atol=1e-11)
+    tol = tolerance(dtype, float64=1e-11)
     np.testing.assert_allclose(y, y_ref, **tol)
     np.testing.assert_allclose(bn.moving_mean, 0.7 * mean, **tol)
     np.testing.assert_allclose(bn.moving_variance, 0.3 + 0.7 * var, **tol)
@@ -394,7 +394,7 @@ def test_geometry_checks_accept_windows_that_just_fit():
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(1, 3), (7, 5), (300, 70), (4, 3, 5, 6), (1, 2, 1, 1)])
 @pytest.mark.parametrize("kind", ["plain", "noncontiguous", "readonly"])
-def test_channelwise_scaling_matches_reference(shape, dtype, kind, rng):
+def test_channelwise_scaling_matches_reference(shape, dtype, kind, rng, tolerance):
     layer = cynn.ChannelwiseScaling(shape[1], dtype=dtype, random_state=0)
     x = _awkward(rng.standard_normal(shape).astype(dtype), kind)
     dy = _awkward(rng.standard_normal(shape).astype(dtype), kind)
@@ -402,7 +402,7 @@ def test_channelwise_scaling_matches_reference(shape, dtype, kind, rng):
     dx = layer.backward(x, dy)
     args = [np.asarray(a, dtype=np.float64) for a in (x, layer.gamma, layer.beta, dy)]
     y_ref, dx_ref, dgamma_ref, dbeta_ref = ref.channelwise_scaling(*args)
-    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    tol = tolerance(dtype)
     for got, want in ((y, y_ref), (dx, dx_ref), (layer.gradGamma, dgamma_ref), (layer.gradBeta, dbeta_ref)):
         assert got.dtype == dtype
         np.testing.assert_allclose(got, want, **tol)
@@ -411,13 +411,13 @@ def test_channelwise_scaling_matches_reference(shape, dtype, kind, rng):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("m,n,k", [(1, 1, 1), (33, 7, 5), (64, 10, 512), (100, 65, 3)])
 @pytest.mark.parametrize("trans_a,trans_b", [(False, False), (False, True), (True, False), (True, True)])
-def test_dense_matmul_matches_reference(m, n, k, trans_a, trans_b, dtype, rng):
+def test_dense_matmul_matches_reference(m, n, k, trans_a, trans_b, dtype, rng, tolerance):
     from cynn._kernels import dense
 
     a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(dtype)
     b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(dtype)
     c0 = rng.standard_normal((m, n)).astype(dtype)
-    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    tol = tolerance(dtype)
     for beta in (0.0, 1.0):
         c = c0.copy()
         dense.matmul(a, b, c, trans_a, trans_b, beta, 2, True)
@@ -429,7 +429,7 @@ def test_dense_matmul_matches_reference(m, n, k, trans_a, trans_b, dtype, rng):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("as_conv", [True, False])
-def test_conv2d_fused_backward_matches_separate_hooks(dtype, as_conv, rng, monkeypatch):
+def test_conv2d_fused_backward_matches_separate_hooks(dtype, as_conv, rng, monkeypatch, tolerance):
     """backward computes the weight-gradient partial sums with dx and the parameter hook
     adds them up; called with another dy or another x than the input-gradient hook just
     got, the parameter hook computes them itself, from its own arguments, to the same bits."""
@@ -444,7 +444,7 @@ def test_conv2d_fused_backward_matches_separate_hooks(dtype, as_conv, rng, monke
     fused = conv.gradW.copy(), conv.gradb.copy()
     dx_ref, dw_ref, db_ref = ref.conv2d_backward(x.astype(np.float64), conv.W.astype(np.float64),
                                                  dy.astype(np.float64), (1, 1), (1, 1))
-    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    tol = tolerance(dtype)
     np.testing.assert_allclose(dx, dx_ref, **tol)
     np.testing.assert_allclose(fused[0], dw_ref, **tol)
     np.testing.assert_allclose(fused[1], db_ref, **tol)
