@@ -9,7 +9,10 @@ threads: one small_cnn in evaluation mode, 8 Python threads x 50 forward calls o
 different batches, compared bit for bit with serial calls (and the same for
 NeuralNetClassifier.predict_proba); then, with cynn.set_num_threads(1), images per
 second of one Python thread against two threads sharing the model, median of
---repeats rounds, so the GIL release of the kernels shows as a ratio near 2.
+--repeats rounds, at batches of 16, 64 and 256, so the GIL release of the kernels
+shows as a ratio near 2.  Run it also with MALLOC_MMAP_THRESHOLD_=4294967296
+MALLOC_TRIM_THRESHOLD_=4294967296: glibc then reuses freed output arrays instead of
+mapping fresh pages, whose page faults the two threads take under one kernel lock.
 
 float32: each layer's float32 output and gradients against a float64 computation of
 the same inputs, as the maximum absolute error divided by the largest float64 value;
@@ -293,7 +296,8 @@ def main(argv=None):
           f"{cynn.get_num_threads()}, OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')}")
     if args.what in ("threads", "all"):
         concurrency_mismatches()
-        thread_scaling(args.repeats)
+        for batch in (16, 64, 256):
+            thread_scaling(args.repeats, batch=batch)
     if args.what in ("float32", "all"):
         float32_table(args.draws)
     if args.what in ("long", "all"):
