@@ -144,6 +144,22 @@ def _torch_case(make, x, dy, copy_params, extra_forward=None):
     return [_rel_error(a, b) for a, b in zip(results[torch.float32], results[torch.float64])]
 
 
+def _weight_and_bias_case(make_cynn, make_torch, w, b, x, dy):
+    """Errors of a cynn layer and its PyTorch twin, both given weight ``w``, bias ``b``."""
+    def cynn_layer(dtype):
+        layer = make_cynn(dtype)
+        layer.W[...] = w
+        layer.b[...] = b
+        return layer
+
+    def torch_params(layer, dtype):
+        with torch.no_grad():
+            layer.weight.copy_(torch.tensor(w, dtype=dtype))
+            layer.bias.copy_(torch.tensor(b, dtype=dtype))
+
+    return _cynn_case(cynn_layer, x, dy), _torch_case(make_torch, x, dy, torch_params)
+
+
 def float32_table(draws):
     if torch is None:
         print("PyTorch is not installed: float32 table skipped")
@@ -177,38 +193,16 @@ def _float32_rows(rng):
     w = rng.uniform(-0.3, 0.3, (12, 8, 3, 3))
     b = rng.uniform(-0.3, 0.3, 12)
 
-    def conv(dtype):
-        layer = cynn.Conv2d(8, 12, 3, dtype=dtype)
-        layer.W[...] = w
-        layer.b[...] = b
-        return layer
-
-    def tconv_params(layer, dtype):
-        with torch.no_grad():
-            layer.weight.copy_(torch.tensor(w, dtype=dtype))
-            layer.bias.copy_(torch.tensor(b, dtype=dtype))
-
-    add("Conv2d 8->12 3x3", _cynn_case(conv, x, dy),
-        _torch_case(lambda: torch.nn.Conv2d(8, 12, 3, padding=1), x, dy, tconv_params))
+    add("Conv2d 8->12 3x3", *_weight_and_bias_case(
+        lambda d: cynn.Conv2d(8, 12, 3, dtype=d), lambda: torch.nn.Conv2d(8, 12, 3, padding=1),
+        w, b, x, dy))
     # Linear
     x = rng.standard_normal((256, 300))
     dy = rng.standard_normal((256, 100))
     w = rng.uniform(-0.05, 0.05, (100, 300))
     b = rng.uniform(-0.05, 0.05, 100)
-
-    def linear(dtype):
-        layer = cynn.Linear(300, 100, dtype=dtype)
-        layer.W[...] = w
-        layer.b[...] = b
-        return layer
-
-    def tlin_params(layer, dtype):
-        with torch.no_grad():
-            layer.weight.copy_(torch.tensor(w, dtype=dtype))
-            layer.bias.copy_(torch.tensor(b, dtype=dtype))
-
-    add("Linear 300->100", _cynn_case(linear, x, dy),
-        _torch_case(lambda: torch.nn.Linear(300, 100), x, dy, tlin_params))
+    add("Linear 300->100", *_weight_and_bias_case(
+        lambda d: cynn.Linear(300, 100, dtype=d), lambda: torch.nn.Linear(300, 100), w, b, x, dy))
     # Batch norm: vectors and images, centred and with a large mean
     for shape, name in (((256, 64), "BN (256, 64)"), ((32, 16, 14, 14), "BN (32, 16, 14, 14)")):
         for shift in (0.0, 100.0):
