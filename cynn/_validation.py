@@ -181,9 +181,11 @@ def flag(value, name, owner=None):
 
 
 def choice(value, name, owner, choices):
-    if not isinstance(value, str) or value not in choices:
+    """One of ``choices``: strings, or integers (a bool or a float is never taken for
+    an integer option)."""
+    if not (isinstance(value, str) or _is_integer(value)) or value not in choices:
         _fail(value, name, owner, f"one of {tuple(choices)}")
-    return value
+    return value if isinstance(value, str) else int(value)
 
 
 def collect_errors(errors, check, *args, **kwargs):

@@ -163,6 +163,78 @@ def test_make_shapes_rejects_bad_arguments(kwargs, match):
         make_shapes(**kwargs)
 
 
+# ------------------------------------------------------------------- colour shapes
+
+def test_colour_shapes_shape_range_and_determinism():
+    X, y = make_shapes(40, image_size=12, n_classes=8, channels=3, random_state=2)
+    assert X.shape == (40, 3, 12, 12) and X.dtype == np.float32 and X.flags.c_contiguous
+    assert X.min() >= 0.0 and X.max() <= 1.0
+    again, y_again = make_shapes(40, image_size=12, n_classes=8, channels=3, random_state=2)
+    np.testing.assert_array_equal(X, again)
+    # The labels come from the same draws as in grayscale: only the colours differ.
+    np.testing.assert_array_equal(y, make_shapes(40, image_size=12, n_classes=8,
+                                                 random_state=2)[1])
+    np.testing.assert_array_equal(y, y_again)
+
+
+def test_colour_shapes_are_one_colour_on_another_with_the_grayscale_outline():
+    X, _ = make_shapes(60, image_size=16, channels=3, noise=0.0, random_state=0)
+    gray, _ = make_shapes(60, image_size=16, channels=1, noise=0.0, random_state=0)
+    inside = _normalized(gray) == 1.0
+    outside = _normalized(gray) == 0.0
+    for image, fully, empty in zip(X, inside, outside):
+        shape_colour = image[:, fully]          # (3, pixels)
+        background = image[:, empty]
+        # Flat colours: every fully covered pixel the same, every empty one too...
+        assert np.ptp(shape_colour, axis=1).max() < 1e-6
+        assert np.ptp(background, axis=1).max() < 1e-6
+        # ... and far enough apart to see.
+        assert np.linalg.norm(shape_colour[:, 0] - background[:, 0]) >= 0.5 - 1e-6
+
+
+def test_the_mean_colour_does_not_reveal_the_class():
+    # A CNN must learn shape: a linear model on the three channel means is at chance.
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_score
+
+    X, y = make_shapes(1200, image_size=12, n_classes=6, channels=3, random_state=0)
+    means = X.mean(axis=(2, 3))
+    accuracy = cross_val_score(LogisticRegression(), means, y, cv=4).mean()
+    assert accuracy < 1 / 6 + 0.05, accuracy
+
+
+# Images and labels of make_shapes(30, image_size=10, random_state=4) as drawn before
+# colour existed (NumPy 2.4).  NumPy does not promise the same random streams across
+# versions, so the digest is checked only on the version that recorded it.
+GRAYSCALE_DIGEST = ("2.4", "91962d3110f0dc6684b76b5575d9dd7e0a137872a65efeb9f1e80dca97e4abea")
+
+
+def test_grayscale_is_the_default_and_unchanged():
+    a = make_shapes(30, image_size=10, random_state=4)
+    b = make_shapes(30, image_size=10, random_state=4, channels=1)
+    np.testing.assert_array_equal(a[0], b[0])
+    assert a[0].shape == (30, 1, 10, 10)
+    version, expected = GRAYSCALE_DIGEST
+    if not np.__version__.startswith(version + "."):
+        pytest.skip(f"digest recorded with NumPy {version}, this is {np.__version__}")
+    assert hashlib.sha256(a[0].tobytes() + a[1].tobytes()).hexdigest() == expected
+
+
+@pytest.mark.parametrize("channels", [0, 2, 4, 3.0, True, "3"])
+def test_channels_other_than_1_or_3_are_refused(channels):
+    with pytest.raises(ValueError, match=rf"channels must be one of \(1, 3\), got {channels!r}"):
+        make_shapes(5, channels=channels)
+
+
+def test_load_shapes_in_colour_and_by_name():
+    data = load_shapes(n_samples=120, image_size=12, channels=3, random_state=1)
+    assert data.name == "shapes_rgb" and data.input_shape == (3, 12, 12)
+    assert "shapes_rgb" in available_datasets()
+    named = load_dataset("shapes_rgb", n_samples=120, image_size=12, random_state=1)
+    np.testing.assert_array_equal(named.X_train, data.X_train)
+    assert named.class_names == SHAPE_NAMES[:6]
+
+
 def test_load_shapes_is_registered_and_splits():
     assert "shapes" in available_datasets()
     data = load_dataset("shapes", n_samples=300, image_size=16, random_state=1)
