@@ -2,13 +2,14 @@
 
 Needs only NumPy and scikit-learn.  The small tables and digits ship with
 scikit-learn; MNIST and Fashion-MNIST come from OpenML through scikit-learn's cache
-(`fetch_mnist`); `make_shapes` draws a synthetic image set that needs nothing.
+(`fetch_mnist`), and so does CIFAR-10 (`fetch_cifar10`); `make_shapes` draws a synthetic
+image set, grayscale or colour, that needs nothing.
 """
 from .batching import iterate_minibatches
 from .loaders import (Dataset, available_datasets, load_breast_cancer, load_dataset,
                       load_digits, load_iris, load_wine, register, split)
-from .openml import (FASHION_MNIST_CLASSES, MNIST_CLASSES, DatasetUnavailableError,
-                     fetch_fashion_mnist, fetch_mnist)
+from .openml import (CIFAR10_CLASSES, FASHION_MNIST_CLASSES, MNIST_CLASSES,
+                     DatasetUnavailableError, fetch_cifar10, fetch_fashion_mnist, fetch_mnist)
 from .shapes import SHAPE_NAMES, load_shapes, make_shapes
 
 __all__ = [
@@ -25,8 +26,10 @@ __all__ = [
     "DatasetUnavailableError",
     "fetch_mnist",
     "fetch_fashion_mnist",
+    "fetch_cifar10",
     "MNIST_CLASSES",
     "FASHION_MNIST_CLASSES",
+    "CIFAR10_CLASSES",
     "make_shapes",
     "load_shapes",
     "SHAPE_NAMES",

@@ -1,4 +1,4 @@
-"""Image datasets: the synthetic shapes, and MNIST / Fashion-MNIST through a fake OpenML.
+"""Image datasets: the synthetic shapes, and MNIST / Fashion-MNIST / CIFAR-10 through a fake OpenML.
 
 No test here reaches the network.  An autouse fixture makes every socket connection
 and scikit-learn's ``urlopen`` fail; the OpenML tests install `FakeOpenML`, which
@@ -21,9 +21,10 @@ import sklearn.datasets._openml as sklearn_openml
 from sklearn.datasets import get_data_home
 
 from cynn import cli
-from cynn.datasets import (FASHION_MNIST_CLASSES, MNIST_CLASSES, SHAPE_NAMES,
-                           DatasetUnavailableError, available_datasets, fetch_fashion_mnist,
-                           fetch_mnist, load_dataset, load_shapes, make_shapes)
+from cynn.datasets import (CIFAR10_CLASSES, FASHION_MNIST_CLASSES, MNIST_CLASSES, SHAPE_NAMES,
+                           DatasetUnavailableError, available_datasets, fetch_cifar10,
+                           fetch_fashion_mnist, fetch_mnist, load_dataset, load_shapes,
+                           make_shapes)
 
 
 @pytest.fixture(autouse=True)
@@ -325,28 +326,41 @@ class FakeOpenML:
 N_TRAIN, N_TEST = 100, 20
 
 
-def _fake_images():
+def _fake_images(n_pixels):
     """Rows whose pixel 0 is the row number, so every split row can be traced back."""
     rows = np.arange(N_TRAIN + N_TEST)[:, None]
-    pixels = (rows + 3 * np.arange(784)[None, :]) % 256
+    pixels = (rows + 3 * np.arange(n_pixels)[None, :]) % 256
     return pixels, rows[:, 0] % 10
 
 
-FETCHERS = [(fetch_mnist, "mnist", 554, MNIST_CLASSES),
-            (fetch_fashion_mnist, "fashion_mnist", 40996, FASHION_MNIST_CLASSES)]
+FETCHERS = {"mnist": (fetch_mnist, 554, MNIST_CLASSES, (1, 28, 28)),
+            "fashion_mnist": (fetch_fashion_mnist, 40996, FASHION_MNIST_CLASSES, (1, 28, 28)),
+            "cifar10": (fetch_cifar10, 40927, CIFAR10_CLASSES, (3, 32, 32))}
 
 
-@pytest.fixture(params=FETCHERS, ids=["mnist", "fashion_mnist"])
-def openml(request, tmp_path, monkeypatch):
-    fetch, name, data_id, class_names = request.param
-    pixels, labels = _fake_images()
+def _serve(name, tmp_path, monkeypatch):
+    fetch, data_id, class_names, image_shape = FETCHERS[name]
+    n_pixels = int(np.prod(image_shape))
+    pixels, labels = _fake_images(n_pixels)
     server = FakeOpenML(tmp_path / "server", data_id, pixels, labels)
     monkeypatch.setattr(sklearn_openml, "urlopen", server.urlopen)
     # Retries after a failed request wait `delay` seconds each; there is no server to wait for.
     monkeypatch.setattr(sklearn_openml, "time", types.SimpleNamespace(sleep=lambda seconds: None))
     return types.SimpleNamespace(fetch=fetch, name=name, data_id=data_id, class_names=class_names,
                                  server=server, home=str(tmp_path / "home"), pixels=pixels,
-                                 labels=labels)
+                                 labels=labels, image_shape=image_shape, n_pixels=n_pixels)
+
+
+@pytest.fixture(params=list(FETCHERS))
+def openml(request, tmp_path, monkeypatch):
+    return _serve(request.param, tmp_path, monkeypatch)
+
+
+@pytest.fixture(params=["mnist", "fashion_mnist"])
+def openml_28(request, tmp_path, monkeypatch):
+    """Only the 28 x 28 sets: for tests of code that all three share, where CIFAR-10's
+    3,072 columns would only make the test slower."""
+    return _serve(request.param, tmp_path, monkeypatch)
 
 
 def _arrays(data):
@@ -370,7 +384,7 @@ def test_fetch_downloads_caches_reshapes_and_splits(openml):
                                        str(openml.data_id + 1000), "fake.arff.gz"))
 
     assert data.name == openml.name and data.class_names == openml.class_names
-    assert data.input_shape == (1, 28, 28)
+    assert data.input_shape == openml.image_shape
     for X, y in (data.train, data.val, data.test):
         assert X.dtype == np.float32 and y.dtype == np.int64
     assert (len(data.y_train), len(data.y_val), len(data.y_test)) == (80, 20, 20)
@@ -384,11 +398,15 @@ def test_fetch_downloads_caches_reshapes_and_splits(openml):
     np.testing.assert_array_equal(source_rows(data.X_test), np.arange(N_TRAIN, N_TRAIN + N_TEST))
     first = np.concatenate([source_rows(data.X_train), source_rows(data.X_val)])
     np.testing.assert_array_equal(np.sort(first), np.arange(N_TRAIN))
-    # Row-major reshape: pixel j of a row lands at (j // 28, j % 28); labels follow.
+    # Row-major reshape: pixel j of a row lands at (j // 28, j % 28) in MNIST, at
+    # channel j // 1024, row (j % 1024) // 32, column j % 32 in CIFAR-10; labels follow.
     for X, y in (data.train, data.val, data.test):
         rows = source_rows(X)
         expected = (openml.pixels[rows] / 255).astype(np.float32)
-        np.testing.assert_array_equal(X.reshape(len(X), 784), expected)
+        for j in (0, 1, 31, 32, openml.n_pixels // 3, openml.n_pixels - 1):
+            np.testing.assert_array_equal(X[(slice(None),) + np.unravel_index(j, X.shape[1:])],
+                                          expected[:, j])
+        np.testing.assert_array_equal(X.reshape(len(X), openml.n_pixels), expected)
         np.testing.assert_array_equal(y, openml.labels[rows])
     # The validation split is stratified: two of each digit.
     np.testing.assert_array_equal(np.bincount(data.y_val, minlength=10), np.full(10, 2))
@@ -427,7 +445,8 @@ def test_without_network_or_cache_one_clear_error(openml, recwarn):
     assert not [w for w in recwarn if "network error" in str(w.message)]
 
 
-def test_interrupted_download_leaves_a_usable_cache(openml):
+def test_interrupted_download_leaves_a_usable_cache(openml_28):
+    openml = openml_28
     def lose_the_data(request, *args, **kwargs):
         if request.get_full_url() == openml.server.arff_url:
             raise URLError(ConnectionResetError(104, "Connection reset by peer"))
@@ -445,7 +464,9 @@ def test_interrupted_download_leaves_a_usable_cache(openml):
 
 @pytest.mark.parametrize("quote", ["", "'"])
 @pytest.mark.parametrize("parser", ["pandas", "liac-arff"])
-def test_labels_parse_quoted_or_not_with_either_parser(openml, tmp_path, monkeypatch, quote, parser):
+def test_labels_parse_quoted_or_not_with_either_parser(openml_28, tmp_path, monkeypatch, quote,
+                                                       parser):
+    openml = openml_28
     # ARFF allows nominal values quoted or bare; without pandas, scikit-learn's pure
     # Python parser is used.  Bare digits are the case that breaks scikit-learn 1.9.1
     # with pandas >= 3.1 unless the class column is read as strings.
@@ -456,7 +477,7 @@ def test_labels_parse_quoted_or_not_with_either_parser(openml, tmp_path, monkeyp
     data = _fetch(openml, val_size=0)
     np.testing.assert_array_equal(data.y_train, openml.labels[:N_TRAIN])
     np.testing.assert_array_equal(data.y_test, openml.labels[N_TRAIN:])
-    np.testing.assert_array_equal(data.X_test.reshape(N_TEST, 784),
+    np.testing.assert_array_equal(data.X_test.reshape(N_TEST, openml.n_pixels),
                                   (openml.pixels[N_TRAIN:] / 255).astype(np.float32))
 
 
@@ -466,16 +487,31 @@ def test_labels_parse_quoted_or_not_with_either_parser(openml, tmp_path, monkeyp
     ({"n_train": 0}, "n_train must be a positive integer, got 0"),
     ({"n_test": 2.0}, "n_test must be a positive integer, got 2.0"),
 ])
-def test_fetch_rejects_bad_arguments_before_downloading(openml, kwargs, match):
+def test_fetch_rejects_bad_arguments_before_downloading(openml_28, kwargs, match):
+    openml = openml_28
     with pytest.raises(ValueError, match=match):
         _fetch(openml, **kwargs)
     assert openml.server.requested == []
 
 
 def test_fetch_rejects_a_file_of_the_wrong_size(openml):
-    with pytest.raises(ValueError, match=r"expected 130 rows \(n_train=110 \+ n_test=20\) "
-                                         r"of 784 pixels, got X of shape \(120, 784\)"):
+    n = openml.n_pixels
+    with pytest.raises(ValueError, match=rf"expected 130 rows \(n_train=110 \+ n_test=20\) "
+                                         rf"of {n} pixels, got X of shape \(120, {n}\)"):
         _fetch(openml, n_train=110)
+
+
+def test_cifar10_is_described_as_openml_serves_it():
+    doc = " ".join(fetch_cifar10.__doc__.split())
+    for fact in ('"CIFAR_10", data id 40927', "60,000 rows of 3,072 pixel columns",
+                 "channel-major", "first 1,024 values are the red channel, then 1,024 green, "
+                 "then 1,024 blue, each 32 x 32 in row-major order", "first 50,000 rows are the "
+                 "standard training split", "last 10,000 the standard test split",
+                 "order comes from OpenML's description", 'target column "class" holds 0 .. 9',
+                 "(N, 3, 32, 32)", "5,000 of the 50,000"):
+        assert fact in doc, fact
+    assert CIFAR10_CLASSES == ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
+                               "horse", "ship", "truck")
 
 
 def test_cli_reports_a_missing_dataset_in_one_line(openml, tmp_path, monkeypatch, capsys):
