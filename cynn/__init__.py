@@ -3,11 +3,12 @@
 The hot layers (Conv2d, BatchNormalization, MaxPool2d and AvgPool2d, Linear, ReLU) run
 on Cython kernels; everything else is plain Python around one small `Module` contract.
 """
-from . import criterions, functional, layers, lr_scheduler, models, optim  # noqa: F401
+from . import containers, criterions, functional, layers, lr_scheduler, models, optim  # noqa: F401
 from ._random import manual_seed
 from ._threads import get_num_threads, set_num_threads
 from .criterions import *  # noqa: F401,F403
 from .gradcheck import GradcheckError, check_criterion, gradcheck
+from .containers import *  # noqa: F401,F403
 from .layers import *  # noqa: F401,F403
 from .lr_scheduler import *  # noqa: F401,F403
 from .module import Module, Sequential, inference_mode
@@ -29,6 +30,7 @@ __all__ = [
     "GradcheckError",
     "save",
     "load",
+    *containers.__all__,
     *layers.__all__,
     *criterions.__all__,
     *optim.__all__,

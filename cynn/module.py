@@ -180,12 +180,15 @@ class Module:
         return []
 
     def get_parameters(self):
-        """The live parameter arrays (an optimizer updates them in place)."""
-        return [getattr(self, name) for name in self._parameter_names]
+        """The live parameter arrays (an optimizer updates them in place): this
+        module's own, then its children's, in order."""
+        own = [getattr(self, name) for name in self._parameter_names]
+        return own + [p for child in self.children() for p in child.get_parameters()]
 
     def get_parameters_grad(self):
         """The live gradient arrays, in the order of `get_parameters`."""
-        return [getattr(self, name) for name in self._grad_names]
+        own = [getattr(self, name) for name in self._grad_names]
+        return own + [g for child in self.children() for g in child.get_parameters_grad()]
 
     def zero_grad(self):
         """Set every parameter gradient to zero, in place."""
@@ -364,16 +367,6 @@ class Sequential(Module):
         for i in range(len(self.modules) - 1, -1, -1):
             grad = self.modules[i].backward(self._inputs[i], grad)
         return grad
-
-    def get_parameters(self):
-        return [p for module in self.modules for p in module.get_parameters()]
-
-    def get_parameters_grad(self):
-        return [g for module in self.modules for g in module.get_parameters_grad()]
-
-    def zero_grad(self):
-        for module in self.modules:
-            module.zero_grad()
 
     def __len__(self):
         return len(self.modules)

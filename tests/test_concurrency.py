@@ -12,22 +12,27 @@ THREADS, CALLS = 8, 50
 
 
 def every_layer_model(dtype=np.float64):
-    """One of each layer type, images then vectors."""
+    """One of each layer and container type, images then vectors."""
     rng = np.random.default_rng(0)
     return cynn.Sequential(
         cynn.Conv2d(2, 6, 3, dtype=dtype, random_state=rng),
         cynn.BatchNormalization(alpha=0.5, dtype=dtype),
         cynn.ChannelwiseScaling(6, dtype=dtype, random_state=rng),
         cynn.ReLU(),
-        cynn.Conv2d(6, 5, (3, 2), stride=2, padding=0, bias=False, dtype=dtype,
+        cynn.Residual(cynn.Sequential(
+            cynn.Conv2d(6, 6, 3, groups=3, dtype=dtype, random_state=rng),
+            cynn.ReLU(),
+            cynn.Conv2d(6, 6, 3, groups=6, dtype=dtype, random_state=rng))),
+        cynn.Concat(cynn.Conv2d(6, 4, 1, dtype=dtype, random_state=rng), cynn.Identity()),
+        cynn.Conv2d(10, 5, (3, 2), stride=2, padding=0, bias=False, dtype=dtype,
                     random_state=rng),
         cynn.LeakyReLU(0.1),
         cynn.MaxPool2d(2),
         cynn.ELU(),
         cynn.AvgPool2d(1),
         cynn.Dropout(0.3, random_state=rng),
-        cynn.Flatten(),
-        cynn.Linear(5 * 2 * 2, 12, dtype=dtype, random_state=rng),
+        cynn.Concat(cynn.GlobalAvgPool2d(), cynn.Flatten()),
+        cynn.Linear(5 + 5 * 2 * 2, 12, dtype=dtype, random_state=rng),
         cynn.BatchNormalization(alpha=0.5, dtype=dtype),
         cynn.Tanh(),
         cynn.SoftPlus(),

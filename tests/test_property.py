@@ -24,14 +24,23 @@ def _tol(dtype):
     return dict(rtol=1e-3, atol=1e-3) if dtype != np.float64 else dict(rtol=1e-9, atol=1e-9)
 
 
+def _per_group(fn, x, weight, groups, *rest):
+    """Apply a reference function group by group, to channel slices of x and of the
+    weight's rows."""
+    cg, fg = x.shape[1] // groups, weight.shape[0] // groups
+    return [fn(x[:, g * cg:(g + 1) * cg], weight[g * fg:(g + 1) * fg], *rest) for g in range(groups)]
+
+
 @SETTINGS
-@given(n=st.integers(0, 3), c=st.integers(1, 3), f=st.integers(1, 3), h=small, w=small,
-       kh=small, kw=small, sh=small, sw=small, ph=small, pw=small,
+@given(n=st.integers(0, 3), c=st.integers(1, 3), f=st.integers(1, 3), groups=st.integers(1, 3),
+       h=small, w=small, kh=small, kw=small, sh=small, sw=small, ph=small, pw=small,
        dtype=DTYPES, channels_ok=st.booleans(), seed=st.integers(0, 2**16))
-def test_conv2d_matches_reference_or_raises(n, c, f, h, w, kh, kw, sh, sw, ph, pw, dtype,
+def test_conv2d_matches_reference_or_raises(n, c, f, groups, h, w, kh, kw, sh, sw, ph, pw, dtype,
                                             channels_ok, seed):
+    """c and f are per group: c == 1 with groups > 1 is a depthwise convolution."""
+    c, f = c * groups, f * groups
     try:
-        layer = cynn.Conv2d(c, f, (kh, kw), stride=(sh, sw), padding=(ph, pw),
+        layer = cynn.Conv2d(c, f, (kh, kw), stride=(sh, sw), padding=(ph, pw), groups=groups,
                             dtype=np.float64, random_state=seed)
     except ValueError:
         assert min(kh, kw, sh, sw) < 1 or min(ph, pw) < 0
@@ -46,13 +55,19 @@ def test_conv2d_matches_reference_or_raises(n, c, f, h, w, kh, kw, sh, sw, ph, p
         assert not valid, "a valid input was rejected"
         return
     x64 = x.astype(np.float64)
-    np.testing.assert_allclose(y, ref.conv2d_forward(x64, layer.W, layer.b, layer.stride, layer.padding),
-                               **_tol(dtype))
+    stride, padding = layer.stride, layer.padding
+    y_ref = np.concatenate(_per_group(ref.conv2d_forward, x64, layer.W, groups, None, stride,
+                                      padding), axis=1) + layer.b[:, None, None]
+    np.testing.assert_allclose(y, y_ref, **_tol(dtype))
     dy = np.random.default_rng(seed + 1).standard_normal(y.shape)
     dx = layer.backward(x, dy)
-    dx_ref, dw_ref, _ = ref.conv2d_backward(x64, layer.W, dy, layer.stride, layer.padding)
-    np.testing.assert_allclose(dx, dx_ref, **_tol(dtype))
-    np.testing.assert_allclose(layer.gradW, dw_ref, **_tol(dtype))
+    fg = f // groups
+    grads = [ref.conv2d_backward(x64[:, g * (c // groups):(g + 1) * (c // groups)],
+                                 layer.W[g * fg:(g + 1) * fg], dy[:, g * fg:(g + 1) * fg],
+                                 stride, padding) for g in range(groups)]
+    np.testing.assert_allclose(dx, np.concatenate([g[0] for g in grads], axis=1), **_tol(dtype))
+    np.testing.assert_allclose(layer.gradW, np.concatenate([g[1] for g in grads]), **_tol(dtype))
+    np.testing.assert_allclose(layer.gradb, np.concatenate([g[2] for g in grads]), **_tol(dtype))
 
 
 @SETTINGS

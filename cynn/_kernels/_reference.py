@@ -83,6 +83,17 @@ def maxpool2d_backward(dy, indices, input_shape):
     return dx.reshape(input_shape)
 
 
+def global_avgpool2d_forward(x):
+    """y[n, c] = mean over the (n, c) plane."""
+    return x.mean(axis=(2, 3))
+
+
+def global_avgpool2d_backward(dy, input_shape):
+    """Every pixel of a plane gets an equal share of its output's gradient."""
+    n, c, h, w = input_shape
+    return np.broadcast_to((dy / (h * w))[:, :, None, None], input_shape).copy()
+
+
 def _channel_axes(x):
     return (0,) if x.ndim == 2 else (0, 2, 3)
 
@@ -122,3 +133,51 @@ def channelwise_scaling(x, gamma, beta, dy):
 def matmul(a, b, trans_a, trans_b):
     """op(a) @ op(b), the product the dense kernel computes."""
     return (a.T if trans_a else a) @ (b.T if trans_b else b)
+
+
+def _depthwise_pairs(stride, padding):
+    pair = lambda v: (v, v) if np.isscalar(v) else tuple(v)  # noqa: E731
+    return pair(stride), pair(padding)
+
+
+def depthwise_forward(x, weight, bias, stride, padding):
+    """Depthwise correlation: output channel f of the F = C * m reads input channel f // m.
+
+    y[n, f, oh, ow] = b[f] + sum_{i,j} xpad[n, f // m, oh*sh + i, ow*sw + j] * w[f, i, j],
+    weight (F, kh, kw); ``bias`` may be None.
+    """
+    (sh, sw), (ph, pw) = _depthwise_pairs(stride, padding)
+    n, c, h, w = x.shape
+    f, kh, kw = weight.shape
+    ho, wo = _output_size(h, kh, sh, ph), _output_size(w, kw, sw, pw)
+    # Repeating each input channel m times lines channel f up with f // m.
+    xp = np.repeat(np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))), f // c, axis=1)
+    y = np.zeros((n, f, ho, wo), dtype=np.result_type(x, weight))
+    for i in range(kh):
+        for j in range(kw):
+            patch = xp[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
+            y += patch * weight[None, :, i, j, None, None]
+    if bias is not None:
+        y += bias[None, :, None, None]
+    return y
+
+
+def depthwise_backward(x, weight, dy, stride, padding):
+    """Gradients (dx, dW, db) of sum(y * dy) for `depthwise_forward`: dx sums the m
+    output channels of each input channel."""
+    (sh, sw), (ph, pw) = _depthwise_pairs(stride, padding)
+    n, c, h, w = x.shape
+    f, kh, kw = weight.shape
+    ho, wo = dy.shape[2], dy.shape[3]
+    xp = np.repeat(np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))), f // c, axis=1)
+    dxp = np.zeros_like(xp)
+    dw = np.zeros_like(weight)
+    for i in range(kh):
+        for j in range(kw):
+            rows = slice(i, i + sh * (ho - 1) + 1, sh)
+            cols = slice(j, j + sw * (wo - 1) + 1, sw)
+            dxp[:, :, rows, cols] += dy * weight[None, :, i, j, None, None]
+            dw[:, i, j] = (dy * xp[:, :, rows, cols]).sum(axis=(0, 2, 3))
+    dxp = dxp.reshape(n, c, f // c, h + 2 * ph, w + 2 * pw).sum(axis=2)
+    dx = dxp[:, :, ph:ph + h, pw:pw + w]
+    return dx, dw, dy.sum(axis=(0, 2, 3))

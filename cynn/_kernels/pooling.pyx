@@ -1,5 +1,7 @@
-"""MaxPool2d kernels.  Forward keeps, for every output, the flat index (ih * W + iw, int32) of
-the winning input inside its (n, c) plane; backward scatters through those indices.
+"""Pooling kernels: MaxPool2d and GlobalAvgPool2d.
+
+MaxPool2d's forward keeps, for every output, the flat index (ih * W + iw, int32) of the
+winning input inside its (n, c) plane; backward scatters through those indices.
 
 One prange iteration per (n, c) plane: overlapping windows only collide inside a plane,
 so the scatter needs no atomics and sums in a fixed order.
@@ -102,3 +104,40 @@ def maxpool2d_backward(const floating[:, :, :, ::1] dy, const int[:, :, :, ::1] 
                 # bounds test keeps a corrupted index array from writing outside dx.
                 if idx >= 0 and idx < plane:
                     dst[idx] += dy[n, c, oh, ow]
+
+
+def global_avgpool2d_forward(const floating[:, :, :, ::1] x, floating[:, ::1] out,
+                             int num_threads):
+    """out[n, c] = mean of the (n, c) plane, summed in double then rounded once."""
+    cdef Py_ssize_t n_batch = x.shape[0], channels = x.shape[1]
+    cdef Py_ssize_t plane = x.shape[2] * x.shape[3]
+    cdef Py_ssize_t task, k
+    cdef double total
+    cdef const floating* src
+    _check(out.shape[0] == n_batch and out.shape[1] == channels, "output shape")
+    _check(plane > 0, "input plane (it is empty)")
+    for task in prange(n_batch * channels, nogil=True, schedule='static',
+                       num_threads=num_threads):
+        src = &x[task // channels, task % channels, 0, 0]
+        total = 0
+        for k in range(plane):
+            total = total + src[k]
+        out[task // channels, task % channels] = <floating>(total / plane)
+
+
+def global_avgpool2d_backward(const floating[:, ::1] dy, floating[:, :, :, ::1] dx,
+                              int num_threads):
+    """dx[n, c, :, :] = dy[n, c] / (H * W)."""
+    cdef Py_ssize_t n_batch = dx.shape[0], channels = dx.shape[1]
+    cdef Py_ssize_t plane = dx.shape[2] * dx.shape[3]
+    cdef Py_ssize_t task, k
+    cdef floating v
+    cdef floating* dst
+    _check(dy.shape[0] == n_batch and dy.shape[1] == channels, "gradient shape")
+    _check(plane > 0, "input plane (it is empty)")
+    for task in prange(n_batch * channels, nogil=True, schedule='static',
+                       num_threads=num_threads):
+        v = <floating>(<double>dy[task // channels, task % channels] / plane)
+        dst = &dx[task // channels, task % channels, 0, 0]
+        for k in range(plane):
+            dst[k] = v

@@ -6,6 +6,10 @@ from .._threads import get_num_threads, kernel_blas_single_threaded
 from .._validation import (as_float_array, check_dtype, check_ndim, int_pair,
                            positive_int, window_output_size)
 from .._kernels import conv as _conv
+try:  # TEMPORARY until the depthwise kernel lands
+    from .._kernels import depthwise as _depthwise
+except ImportError:
+    _depthwise = None
 from ..module import Module
 from ._base import Workspaces, check_grad_input, init_weight_and_bias
 
@@ -51,12 +55,20 @@ class Conv2d(Module):
     random_state : None, int or numpy.random.Generator
     init : 'seed' or 'fan_in', default 'seed'
         The bound of the uniform initialization of ``W`` and ``b``: 'seed' is the
-        course's ``1/sqrt(in_channels)``; 'fan_in' is ``1/sqrt(in_channels * kh * kw)``,
-        PyTorch's default for ``nn.Conv2d`` (three times smaller for 3x3 kernels).
+        course's ``1/sqrt(in_channels / groups)``; 'fan_in' is
+        ``1/sqrt(in_channels / groups * kh * kw)``, PyTorch's default for ``nn.Conv2d``
+        (three times smaller for 3x3 kernels).
+    groups : int, default 1
+        Split the channels into ``groups`` independent convolutions, as PyTorch's
+        ``groups``: output channels ``[g * F/G, (g + 1) * F/G)`` see only input channels
+        ``[g * C/G, (g + 1) * C/G)``.  ``groups == in_channels`` is a depthwise
+        convolution (``out_channels`` a multiple of it); it runs on a direct kernel
+        (set ``direct_depthwise = False`` on a layer to compare it with the per-group
+        im2col + GEMM path that other groupings use).
 
     Attributes
     ----------
-    W : ndarray (out_channels, in_channels, kh, kw)
+    W : ndarray (out_channels, in_channels / groups, kh, kw)
     b : ndarray (out_channels,), absent when ``bias=False``
     gradW, gradb : accumulated gradients of the same shapes
 
@@ -80,28 +92,42 @@ class Conv2d(Module):
     # least this many input channels and at most this many output channels per input one.
     _FLIP_MIN_CHANNELS = 8
     _FLIP_MAX_RATIO = 1
+    # groups == in_channels runs on the direct depthwise kernel; False sends it through
+    # the per-group im2col + GEMM path instead (for comparison).
+    direct_depthwise = True
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding="same",
-                 bias=True, dtype=np.float32, random_state=None, init="seed"):
+                 bias=True, dtype=np.float32, random_state=None, init="seed", groups=1):
         super().__init__()
         owner = "Conv2d"
         self.in_channels = positive_int(in_channels, "in_channels", owner)
         self.out_channels = positive_int(out_channels, "out_channels", owner)
+        self.groups = positive_int(groups, "groups", owner)
+        if self.in_channels % self.groups or self.out_channels % self.groups:
+            raise ValueError(
+                f"Conv2d: groups={self.groups} must divide in_channels={self.in_channels} "
+                f"and out_channels={self.out_channels}"
+            )
         self.kernel_size = int_pair(kernel_size, "kernel_size", owner)
         self.stride = int_pair(stride, "stride", owner)
         self.padding = _resolve_padding(padding, self.kernel_size, owner)
         self.dtype = check_dtype(dtype, owner)
         rng = check_random_state(random_state)
+        fan_channels = self.in_channels // self.groups
         if init == "seed":
-            bound = 1.0 / np.sqrt(self.in_channels)
+            bound = 1.0 / np.sqrt(fan_channels)
         elif init == "fan_in":
-            bound = 1.0 / np.sqrt(self.in_channels * self.kernel_size[0] * self.kernel_size[1])
+            bound = 1.0 / np.sqrt(fan_channels * self.kernel_size[0] * self.kernel_size[1])
         else:
             raise ValueError(f"Conv2d: init must be 'seed' or 'fan_in', got {init!r}")
-        shape = (self.out_channels, self.in_channels) + self.kernel_size
+        shape = (self.out_channels, fan_channels) + self.kernel_size
         init_weight_and_bias(self, rng, bound, shape, bias)
         self._ws = Workspaces()
         self._grad_cache = None
+
+    def __setstate__(self, state):
+        state.setdefault("groups", 1)  # pickled before grouped convolutions
+        super().__setstate__(state)
 
     def _check_input(self, input):
         x = as_float_array(input, "Conv2d", self.dtype)
@@ -116,6 +142,20 @@ class Conv2d(Module):
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         return kh, kw, sh, sw, ph, pw
 
+    def _depthwise(self):
+        return (self.groups == self.in_channels and self.groups > 1 and self.direct_depthwise
+                and _depthwise is not None)
+
+    def _group_slices(self):
+        """(input channels, output channels) of each group, as slices."""
+        cg, fg = self.in_channels // self.groups, self.out_channels // self.groups
+        return [(slice(g * cg, (g + 1) * cg), slice(g * fg, (g + 1) * fg))
+                for g in range(self.groups)]
+
+    def _group(self, array, channels):
+        """One group's channels of an (N, C, H, W) array, C-contiguous for the kernel."""
+        return array if self.groups == 1 else np.ascontiguousarray(array[:, channels])
+
     def _columns(self, in_shape, out_hw, padding=None, name="col"):
         """Per-thread kernel workspace: a column block (one chunk of output rows) and a
         padded copy of one sample."""
@@ -124,49 +164,82 @@ class Conv2d(Module):
                                     out_hw[0], out_hw[1], self.dtype.itemsize)
         return self._ws.get(name, (get_num_threads(), size), self.dtype)
 
+    def _bias(self, channels):
+        return self.b[channels] if self.b is not None else np.empty(0, self.dtype)
+
     def _compute_output(self, input):
         x, out_hw = self._check_input(input)
-        f, k = self.out_channels, self.W[0].size
+        out = np.empty((x.shape[0], self.out_channels) + out_hw, dtype=self.dtype)
+        if self._depthwise():
+            kh, kw = self.kernel_size
+            _depthwise.depthwise_forward(x, self.W.reshape(-1, kh, kw), self._bias(slice(None)),
+                                         out, *self._geometry(), self.b is not None,
+                                         get_num_threads())
+            return out
+        for xs, fs in self._group_slices():
+            y = self._forward_gemm(self._group(x, xs), self.W[fs], fs, out_hw)
+            if self.groups == 1:
+                return y
+            out[:, fs] = y
+        return out
+
+    def _forward_gemm(self, x, W, channels, out_hw):
+        f, k = W.shape[0], W[0].size
         out = np.empty((x.shape[0], f) + out_hw, dtype=self.dtype)
         if self.b is not None:
             # [W | b]: the kernel's GEMM adds the bias through a row of ones.
             weight = self._ws.get("weight_bias", (f, k + 1), self.dtype)
-            weight[:, :k] = self.W.reshape(f, k)
-            weight[:, k] = self.b
+            weight[:, :k] = W.reshape(f, k)
+            weight[:, k] = self.b[channels]
         else:
-            weight = self.W.reshape(f, k)
+            weight = W.reshape(f, k)
         _conv.conv2d_forward(x, weight, self._columns(x.shape, out_hw), out, *self._geometry(),
                              self.b is not None, get_num_threads(), kernel_blas_single_threaded())
         return out
 
     def _compute_input_grad(self, input, output_grad):
         x, out_hw = self._check_input(input)
-        f = self.out_channels
-        dy = check_grad_input(self, output_grad, (x.shape[0], f) + out_hw, self.dtype)
+        dy = check_grad_input(self, output_grad, (x.shape[0], self.out_channels) + out_hw,
+                              self.dtype)
         dx = np.empty(x.shape, dtype=self.dtype)
+        if self._depthwise():
+            kh, kw = self.kernel_size
+            _depthwise.depthwise_backward_input(dy, self.W.reshape(-1, kh, kw), dx,
+                                                *self._geometry(), get_num_threads())
+            self._grad_cache = (input, output_grad, x, dy)
+            return dx
         # One pass over the samples computes dx and the weight gradient's partial sums
         # while each dy[n] is in the cache; backward calls the parameter hook next with
         # the same objects, which then only adds the partial sums up.
-        self._grad_cache = (input, output_grad, self._backward(x, dy, dx))
+        partials = []
+        for g, (xs, fs) in enumerate(self._group_slices()):
+            dx_g = dx if self.groups == 1 else np.empty((x.shape[0], xs.stop - xs.start)
+                                                        + x.shape[2:], dtype=self.dtype)
+            partials.append(self._backward(self._group(x, xs), self._group(dy, fs),
+                                           self.W[fs], g, dx_g))
+            if self.groups > 1:
+                dx[:, xs] = dx_g
+        self._grad_cache = (input, output_grad, partials)
         return dx
 
     def _grad_input_as_conv(self, ph, pw):
+        """Whether the input gradient of one group runs as a forward convolution."""
         kh, kw = self.kernel_size
+        c, f = self.in_channels // self.groups, self.out_channels // self.groups
         return (self.stride == (1, 1) and ph <= kh - 1 and pw <= kw - 1
-                and self.in_channels >= self._FLIP_MIN_CHANNELS
-                and self.out_channels <= self.in_channels * self._FLIP_MAX_RATIO)
+                and c >= self._FLIP_MIN_CHANNELS and f <= c * self._FLIP_MAX_RATIO)
 
-    def _partial(self, n):
+    def _partial(self, n, k, f, group):
         # A fixed number of partial sums, whatever the thread count, keeps the
         # weight gradient bit-identical for any number of threads.
-        f, k = self.out_channels, self.W[0].size
         groups = min(n, self._GRAD_GROUPS)
-        return self._ws.get("partial", (groups, k + (self.b is not None), f), self.dtype)
+        return self._ws.get(f"partial{group}", (groups, k + (self.b is not None), f), self.dtype)
 
-    def _backward(self, x, dy, dx=None):
-        """Run the backward kernel: the partial sums of the parameter gradients, which it
-        returns, and when ``dx`` is given the input gradient into it."""
-        f, k = self.out_channels, self.W[0].size
+    def _backward(self, x, dy, W, group, dx=None):
+        """Run the backward kernel on one group (``x``, ``dy`` and weight ``W`` of its
+        channels): the partial sums of the parameter gradients, which it returns, and
+        when ``dx`` is given the input gradient into it."""
+        f, c, k = W.shape[0], W.shape[1], W[0].size
         kh, kw, sh, sw, ph, pw = self._geometry()
         ws_params = self._columns(x.shape, dy.shape[2:])
         want_dx = dx is not None
@@ -178,14 +251,13 @@ class Conv2d(Module):
             # dx is the stride-1 correlation of dy with the flipped, transposed kernel
             # (C, F, kh, kw), padded by k - 1 - p: one GEMM of depth F * kh * kw per
             # column block instead of a depth-F GEMM and a col2im scatter.
-            c = self.in_channels
             weight_dx = self._ws.get("weight_t", (c, f * kh * kw), self.dtype)
-            weight_dx.reshape(c, f, kh, kw)[...] = self.W.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]
+            weight_dx.reshape(c, f, kh, kw)[...] = W.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]
             ws_dx = self._columns(dy.shape, x.shape[2:], (kh - 1 - ph, kw - 1 - pw), "col_dx")
         else:
-            weight_dx = self.W.reshape(f, k)
+            weight_dx = W.reshape(f, k)
             ws_dx = self._columns(x.shape, dy.shape[2:], name="col_dx")
-        partial = self._partial(x.shape[0])
+        partial = self._partial(x.shape[0], k, f, group)
         _conv.conv2d_backward(x, dy, weight_dx, dx, ws_dx, partial, ws_params,
                               kh, kw, sh, sw, ph, pw, self.b is not None, want_dx, as_conv,
                               get_num_threads(), kernel_blas_single_threaded())
@@ -193,16 +265,35 @@ class Conv2d(Module):
 
     def _update_parameters_grad(self, input, output_grad):
         cache, self._grad_cache = self._grad_cache, None
-        f, k = self.out_channels, self.W[0].size
-        if cache is not None and cache[0] is input and cache[1] is output_grad:
-            partial = cache[2]  # input and output_grad were checked by the first hook
+        fresh = cache is not None and cache[0] is input and cache[1] is output_grad
+        if self._depthwise():
+            if fresh:
+                x, dy = cache[2], cache[3]  # checked by the first hook
+            else:
+                x, out_hw = self._check_input(input)
+                dy = check_grad_input(self, output_grad,
+                                      (x.shape[0], self.out_channels) + out_hw, self.dtype)
+            kh, kw = self.kernel_size
+            _depthwise.depthwise_backward_params(x, dy, self.gradW.reshape(-1, kh, kw),
+                                                 self._bias_grad(slice(None)), *self._geometry(),
+                                                 self.b is not None, get_num_threads())
+            return
+        if fresh:
+            partials = cache[2]  # input and output_grad were checked by the first hook
         else:
             x, out_hw = self._check_input(input)
-            dy = check_grad_input(self, output_grad, (x.shape[0], f) + out_hw, self.dtype)
-            partial = self._backward(x, dy)
-        grad_b = self.gradb if self.gradb is not None else np.empty(0, self.dtype)
-        _conv.conv2d_reduce_params(partial, self.gradW.reshape(f, k), grad_b, self.b is not None,
-                                   get_num_threads())
+            dy = check_grad_input(self, output_grad, (x.shape[0], self.out_channels) + out_hw,
+                                  self.dtype)
+            partials = [self._backward(self._group(x, xs), self._group(dy, fs), self.W[fs], g)
+                        for g, (xs, fs) in enumerate(self._group_slices())]
+        for (_, fs), partial in zip(self._group_slices(), partials):
+            grad_w = self.gradW[fs]
+            _conv.conv2d_reduce_params(partial, grad_w.reshape(grad_w.shape[0], -1),
+                                       self._bias_grad(fs), self.b is not None,
+                                       get_num_threads())
+
+    def _bias_grad(self, channels):
+        return self.gradb[channels] if self.gradb is not None else np.empty(0, self.dtype)
 
     def _on_astype(self, dtype):
         self._ws.clear()
@@ -213,5 +304,7 @@ class Conv2d(Module):
         st = self.stride if self.stride[0] != self.stride[1] else self.stride[0]
         pd = self.padding if self.padding[0] != self.padding[1] else self.padding[0]
         extra = "" if self.b is not None else ", bias=False"
+        if self.groups > 1:
+            extra += f", groups={self.groups}"
         return (f"Conv2d({self.in_channels} -> {self.out_channels}, kernel_size={ks}, "
                 f"stride={st}, padding={pd}{extra})")

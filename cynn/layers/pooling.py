@@ -1,4 +1,5 @@
-"""Pooling layers: MaxPool2d (Cython kernel, keeps argmax indices) and AvgPool2d."""
+"""Pooling layers: MaxPool2d (Cython kernel, keeps argmax indices), AvgPool2d and
+GlobalAvgPool2d (Cython kernel)."""
 import numpy as np
 
 from .._threads import get_num_threads
@@ -7,7 +8,7 @@ from .._kernels import pooling as _pool
 from ..module import Module, is_inference
 from ._base import Workspaces, check_grad_input
 
-__all__ = ["AvgPool2d", "MaxPool2d"]
+__all__ = ["AvgPool2d", "GlobalAvgPool2d", "MaxPool2d"]
 
 
 class _Pool2d(Module):
@@ -124,4 +125,31 @@ class AvgPool2d(_Pool2d):
         dx = np.zeros(x.shape, dtype=x.dtype)
         for view in self._windows(dx, out_hw):
             view += dy
+        return dx
+
+
+class GlobalAvgPool2d(Module):
+    """Mean over each whole plane: ``(N, C, H, W) -> (N, C)``, as PyTorch's
+    ``nn.AdaptiveAvgPool2d(1)`` followed by ``flatten(1)``.
+
+    The head of residual networks: it makes the classifier independent of the image
+    size.  Sums run in double, also for float32 input.
+    """
+
+    def _check_input(self, input):
+        x = as_float_array(input, "GlobalAvgPool2d")
+        check_ndim(x, (4,), "GlobalAvgPool2d", "(N, C, H, W)")
+        return x
+
+    def _compute_output(self, input):
+        x = self._check_input(input)
+        out = np.empty(x.shape[:2], dtype=x.dtype)
+        _pool.global_avgpool2d_forward(x, out, get_num_threads())
+        return out
+
+    def _compute_input_grad(self, input, output_grad):
+        x = self._check_input(input)
+        dy = check_grad_input(self, output_grad, x.shape[:2], x.dtype)
+        dx = np.empty(x.shape, dtype=x.dtype)
+        _pool.global_avgpool2d_backward(dy, dx, get_num_threads())
         return dx
