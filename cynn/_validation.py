@@ -188,6 +188,14 @@ def choice(value, name, owner, choices):
     return value if isinstance(value, str) else int(value)
 
 
+def callable_or_none(value, name, owner=None, requirement="None or a callable"):
+    """None or a callable (a function, or an object with ``__call__``); TypeError otherwise."""
+    if value is not None and not callable(value):
+        where = f"{owner}: " if owner else ""
+        raise TypeError(f"{where}{name} must be {requirement}, got {value!r}")
+    return value
+
+
 def collect_errors(errors, check, *args, **kwargs):
     """Run one rule; on failure append its message to ``errors`` instead of raising
     (the estimators report every bad parameter at once)."""

@@ -3,8 +3,10 @@
 Needs only NumPy and scikit-learn.  The small tables and digits ship with
 scikit-learn; MNIST and Fashion-MNIST come from OpenML through scikit-learn's cache
 (`fetch_mnist`), and so does CIFAR-10 (`fetch_cifar10`); `make_shapes` draws a synthetic
-image set, grayscale or colour, that needs nothing.
+image set, grayscale or colour, that needs nothing.  `RandomCrop`, `RandomHorizontalFlip`
+and `Compose` augment batches of images (``Trainer(augment=...)``).
 """
+from .augment import Compose, RandomCrop, RandomHorizontalFlip, Transform
 from .batching import iterate_minibatches
 from .loaders import (Dataset, available_datasets, load_breast_cancer, load_dataset,
                       load_digits, load_iris, load_wine, register, split)
@@ -33,4 +35,8 @@ __all__ = [
     "make_shapes",
     "load_shapes",
     "SHAPE_NAMES",
+    "Transform",
+    "RandomCrop",
+    "RandomHorizontalFlip",
+    "Compose",
 ]

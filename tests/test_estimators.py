@@ -1,11 +1,12 @@
 """The scikit-learn estimators: sklearn's own estimator checks, pipelines, searches, pickling."""
+import itertools
 import pickle
 
 import numpy as np
 import pytest
 from sklearn.base import clone
 from sklearn.datasets import load_digits as sk_digits
-from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
@@ -153,3 +154,91 @@ def test_dask_backend_grid_search(digits):
             search = GridSearchCV(NeuralNetClassifier(max_epochs=2, random_state=0),
                                   {"lr": [1e-3, 1e-2]}, cv=2).fit(X[:300], y[:300])
     assert search.best_score_ > 0.3
+
+
+# --- augmentation -----------------------------------------------------------------------------
+
+class SpyAugment:
+    """Records the rows it is given, per copy of itself.
+
+    scikit-learn's clone deep-copies estimator parameters, so every fit of a
+    cross-validation gets its own copy: the records live in a class attribute, keyed
+    by the copy, and say which fit saw what.
+    """
+
+    seen = {}
+    _serials = itertools.count()
+
+    def __init__(self):
+        # Not id(self): a discarded copy's id can be reused by the next one.
+        self.serial = next(self._serials)
+
+    def __deepcopy__(self, memo):
+        return SpyAugment()
+
+    def __call__(self, X, rng):
+        self.seen.setdefault(self.serial, []).append(X.reshape(len(X), -1).copy())
+        return X[..., ::-1]        # a real change, so the fits depend on it
+
+
+def _row_keys(X):
+    return {row.tobytes() for row in np.asarray(X, np.float32)}
+
+
+def test_augment_never_sees_the_held_out_fold(digits):
+    X, y = digits
+    X, y = X[:240], y[:240]
+    SpyAugment.seen = {}
+    folds = list(KFold(3).split(X))
+    clf = NeuralNetClassifier(image_shape=(1, 8, 8), max_epochs=2, batch_size=32, random_state=0,
+                              augment=SpyAugment())
+    cross_val_score(clf, X, y, cv=folds)
+    assert len(SpyAugment.seen) == 3                       # one copy per fit
+    for (train, test), batches in zip(folds, SpyAugment.seen.values()):
+        seen = np.concatenate(batches)
+        assert len(seen) == 2 * len(train)                 # every training row, each epoch
+        assert _row_keys(seen) <= _row_keys(X[train])
+        # Digits repeats a few images: test rows that are not also training rows.
+        held_out = _row_keys(X[test]) - _row_keys(X[train])
+        assert held_out and not held_out & _row_keys(seen)
+
+
+def test_augment_skips_the_early_stopping_split_and_predict(digits):
+    X, y = digits
+    SpyAugment.seen = {}
+    spy = SpyAugment()
+    clf = NeuralNetClassifier(image_shape=(1, 8, 8), max_epochs=2, early_stopping=True,
+                              validation_fraction=0.25, random_state=0, augment=spy)
+    clf.fit(X[:200], y[:200])
+    seen = np.concatenate(SpyAugment.seen[spy.serial])
+    assert len(seen) == clf.n_iter_ * 150
+    n_calls = len(SpyAugment.seen[spy.serial])
+    clf.predict(X[200:260])
+    clf.score(X[200:260], y[200:260])
+    assert len(SpyAugment.seen[spy.serial]) == n_calls
+
+
+def test_grid_search_over_augment_with_bit_identical_refits(digits):
+    from cynn.datasets import Compose, RandomCrop, RandomHorizontalFlip
+
+    X, y = digits
+    chain = Compose([RandomCrop(8, padding=1), RandomHorizontalFlip()])
+    base = NeuralNetClassifier(image_shape=(1, 8, 8), max_epochs=2, random_state=0)
+    search = GridSearchCV(base, {"augment": [None, chain]}, cv=2).fit(X[:240], y[:240])
+    assert list(search.cv_results_["param_augment"]) == [None, chain]
+    a = clone(base).set_params(augment=chain).fit(X[:240], y[:240])
+    b = clone(base).set_params(augment=chain).fit(X[:240], y[:240])
+    plain = clone(base).fit(X[:240], y[:240])
+    for pa, pb in zip(a.module_.get_parameters(), b.module_.get_parameters()):
+        np.testing.assert_array_equal(pa, pb)
+    assert any(not np.array_equal(pa, pp) for pa, pp in
+               zip(a.module_.get_parameters(), plain.module_.get_parameters()))
+
+
+def test_a_bad_augment_is_reported_with_the_other_parameters(digits):
+    X, y = digits
+    with pytest.raises(ValueError) as err:
+        NeuralNetClassifier(augment="flip", lr=-1).fit(X[:50], y[:50])
+    message = str(err.value)
+    assert "augment must be None or a callable (X_batch, rng) -> X_batch" in message
+    assert "got 'flip'" in message and "lr must be" in message

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import cynn
-from cynn.datasets import load_digits
+from cynn.datasets import Compose, RandomCrop, RandomHorizontalFlip, load_digits
 from cynn.models import small_cnn
 from cynn.trainers import Callback, Checkpoint, EarlyStopping, LRSchedulerCallback, Trainer
 from cynn.trainers.state import TrainingStateError
@@ -38,7 +38,7 @@ def digits():
     return load_digits(random_state=0)
 
 
-def make_trainer(digits, tmp_path, extra=()):
+def make_trainer(digits, tmp_path, extra=(), random_state=5, augment=None):
     cynn.manual_seed(5)
     model = small_cnn(digits.input_shape, 10, random_state=5)
     optimizer = cynn.Adam(model, lr=3e-3)
@@ -46,7 +46,7 @@ def make_trainer(digits, tmp_path, extra=()):
                  EarlyStopping("val_loss", patience=50),
                  Checkpoint(tmp_path / "best.npz", monitor="val_accuracy"), *extra]
     return Trainer(model, cynn.CrossEntropyCriterion(), optimizer, callbacks=callbacks,
-                   batch_size=64, random_state=5, verbose=0)
+                   batch_size=64, random_state=random_state, verbose=0, augment=augment)
 
 
 def without_seconds(history):
@@ -77,6 +77,53 @@ def test_resume_after_a_crash_equals_the_uninterrupted_run(digits, tmp_path):
     assert resumed.optimizer.step_count == full.optimizer.step_count
     assert resumed.optimizer.lr == full.optimizer.lr
     assert (tmp_path / "a" / "best.npz").read_bytes() == (tmp_path / "b" / "best.npz").read_bytes()
+
+
+class RecordingAugment:
+    """Crop and flip, remembering what it produced, to compare two runs' draws."""
+
+    def __init__(self):
+        self.chain = Compose([RandomCrop(8, padding=1), RandomHorizontalFlip()])
+        self.outputs = []
+
+    def __call__(self, X, rng):
+        out = self.chain(X, rng)
+        self.outputs.append(out)
+        return out
+
+
+@pytest.mark.parametrize("seed", ["int", "generator"])
+def test_resume_continues_the_augmentation_draws(digits, tmp_path, seed):
+    # With a Generator as random_state, the augmentation seed is drawn from it at the
+    # first fit and must come back from the state file, not from a second draw.
+    def random_state():
+        return 5 if seed == "int" else np.random.default_rng(5)
+
+    train = (digits.X_train[:384], digits.y_train[:384])
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    full_augment = RecordingAugment()
+    full = make_trainer(digits, tmp_path / "a", random_state=random_state(), augment=full_augment)
+    full.fit(train, digits.val, epochs=4, state_path=tmp_path / "a" / "state.npz")
+
+    crashed = make_trainer(digits, tmp_path / "b", [CrashAt(3)], random_state=random_state(),
+                           augment=RecordingAugment())
+    with pytest.raises(Crash):
+        crashed.fit(train, digits.val, epochs=4, state_path=tmp_path / "b" / "state.npz")
+    cynn.manual_seed(123)
+    resumed_augment = RecordingAugment()
+    resumed = make_trainer(digits, tmp_path / "b", random_state=random_state(),
+                           augment=resumed_augment)
+    resumed.fit(train, digits.val, epochs=4, resume_from=tmp_path / "b" / "state.npz")
+
+    # The resumed run draws exactly the crops and flips of epochs 3 and 4.
+    later = full_augment.outputs[-len(resumed_augment.outputs):]
+    assert len(resumed_augment.outputs) == 2 * full.batches_per_epoch
+    for a, b in zip(later, resumed_augment.outputs):
+        np.testing.assert_array_equal(a, b)
+    assert without_seconds(resumed.history) == without_seconds(full.history)
+    for a, b in zip(full.model.get_parameters(), resumed.model.get_parameters()):
+        assert np.array_equal(a, b)
 
 
 def test_a_state_from_another_architecture_is_refused_and_changes_nothing(digits, tmp_path):

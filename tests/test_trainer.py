@@ -1,4 +1,5 @@
-"""The training loop: histories, callbacks, failure modes, determinism, plots."""
+"""The training loop: histories, callbacks, failure modes, determinism, plots, augmentation."""
+import copy
 import os
 import signal
 
@@ -211,3 +212,112 @@ def test_training_does_not_depend_on_the_thread_count(digits):
         cynn.set_num_threads(previous)
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
+
+
+# --- augmentation -----------------------------------------------------------------------------
+
+class SpyAugment:
+    """Records every batch it is given, and the first number of each generator."""
+
+    def __init__(self, inner=None):
+        self.inner = inner
+        self.batches = []
+        self.first_draws = []
+
+    def __call__(self, X, rng):
+        self.batches.append(X.copy())
+        self.first_draws.append(np.random.Generator(copy.deepcopy(rng.bit_generator)).random())
+        return X if self.inner is None else self.inner(X, rng)
+
+
+def _rows_in(rows, X):
+    """How many of ``rows`` (n, ...) are rows of X: matched exactly, byte for byte."""
+    known = {row.tobytes() for row in X}
+    return sum(row.tobytes() in known for row in rows)
+
+
+def test_augment_sees_training_batches_only(digits):
+    spy = SpyAugment()
+    model = small_cnn(digits.input_shape, 10, random_state=0)
+    trainer = Trainer(model, cynn.CrossEntropyCriterion(), cynn.Adam(model), batch_size=64,
+                      random_state=0, verbose=0, augment=spy)
+    trainer.fit(digits.train, digits.val, epochs=2)
+    seen = np.concatenate(spy.batches)
+    assert len(spy.batches) == 2 * trainer.batches_per_epoch
+    assert len(seen) == 2 * len(digits.y_train)
+    assert _rows_in(seen, digits.X_train) == len(seen)
+    # Digits has a few duplicate images across splits; none of the validation-only
+    # ones (or test ones) ever reaches the augmentation.
+    val_only = [x for x in digits.X_val if _rows_in(x[None], digits.X_train) == 0]
+    assert len(val_only) > 0 and _rows_in(np.array(val_only), seen) == 0
+    calls = len(spy.batches)
+    trainer.evaluate(digits.test)
+    trainer.predict(digits.X_test)
+    assert len(spy.batches) == calls
+
+
+def test_each_batch_gets_a_generator_from_seed_epoch_and_batch(digits):
+    spy = SpyAugment()
+    model = small_cnn(digits.input_shape, 10, random_state=0)
+    trainer = Trainer(model, cynn.CrossEntropyCriterion(), cynn.Adam(model), batch_size=256,
+                      random_state=9, verbose=0, augment=spy)
+    trainer.fit(digits.train, epochs=2)
+    n = trainer.batches_per_epoch
+    expected = [np.random.default_rng([9, epoch, batch]).random()
+                for epoch in (1, 2) for batch in range(1, n + 1)]
+    assert spy.first_draws == expected
+
+
+def test_augmentation_changes_training_not_evaluation(digits):
+    from cynn.datasets import RandomHorizontalFlip
+
+    plain, flipped = _trainer(digits, seed=1), _trainer(digits, seed=1)
+    flipped.augment = RandomHorizontalFlip(1.0)
+    plain.fit(digits.train, epochs=1)
+    flipped.fit(digits.train, epochs=1)
+    assert any(not np.array_equal(a, b) for a, b in
+               zip(plain.model.get_parameters(), flipped.model.get_parameters()))
+    # Evaluation of one model is the same with and without an augment set.
+    scores = flipped.evaluate(digits.test)
+    flipped.augment = None
+    assert flipped.evaluate(digits.test) == scores
+
+
+def _augmented_trainer(digits, random_state):
+    from cynn.datasets import Compose, RandomCrop, RandomHorizontalFlip
+
+    cynn.manual_seed(4)
+    model = small_cnn(digits.input_shape, 10, random_state=4)
+    return Trainer(model, cynn.CrossEntropyCriterion(), cynn.Adam(model, lr=3e-3), batch_size=64,
+                   random_state=random_state, verbose=0,
+                   augment=Compose([RandomCrop(8, padding=1), RandomHorizontalFlip()]))
+
+
+@pytest.mark.parametrize("seed", [3, "generator"])
+def test_augmented_training_is_bit_identical_across_thread_counts(digits, seed):
+    results = []
+    previous = cynn.get_num_threads()
+    try:
+        for threads in (1, 2, 1):
+            cynn.set_num_threads(threads)
+            random_state = np.random.default_rng(3) if seed == "generator" else seed
+            trainer = _augmented_trainer(digits, random_state)
+            trainer.fit((digits.X_train[:320], digits.y_train[:320]), epochs=2)
+            results.append([p.copy() for p in trainer.model.get_parameters()])
+    finally:
+        cynn.set_num_threads(previous)
+    for params in results[1:]:
+        for a, b in zip(results[0], params):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_bad_augment_is_refused(digits):
+    model = small_cnn(digits.input_shape, 10, random_state=0)
+    with pytest.raises(TypeError, match="Trainer: augment must be None or a callable, got 'flip'"):
+        Trainer(model, cynn.CrossEntropyCriterion(), cynn.Adam(model), augment="flip")
+    trainer = Trainer(model, cynn.CrossEntropyCriterion(), cynn.Adam(model), verbose=0,
+                      augment=lambda X, rng: X[:-1])
+    with pytest.raises(ValueError, match=r"augment must return an array with one row per sample, "
+                                         r"got ndarray of shape \(63, 1, 8, 8\) for a batch of "
+                                         r"shape \(64, 1, 8, 8\)"):
+        trainer.fit(digits.train, epochs=1)

@@ -19,8 +19,8 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 import cynn
 from cynn._random import derive_seed
 from cynn.functional import softmax
-from cynn._validation import (collect_errors, fraction, non_negative_float, non_negative_int,
-                              positive_float, positive_int)
+from cynn._validation import (callable_or_none, collect_errors, fraction, non_negative_float,
+                              non_negative_int, positive_float, positive_int)
 
 from .callbacks import Callback, EarlyStopping
 from cynn.models import mlp, small_cnn
@@ -35,7 +35,7 @@ class _NeuralNet(BaseEstimator):
     def __init__(self, module=None, image_shape=None, criterion=None, optimizer="adam", lr=1e-3,
                  momentum=0.9, weight_decay=0.0, batch_size=64, max_epochs=20,
                  validation_fraction=0.1, early_stopping=False, patience=5, callbacks=None,
-                 random_state=None, verbose=0, dtype="float32", warm_start=False):
+                 random_state=None, verbose=0, dtype="float32", warm_start=False, augment=None):
         self.module = module
         self.image_shape = image_shape
         self.criterion = criterion
@@ -53,6 +53,7 @@ class _NeuralNet(BaseEstimator):
         self.verbose = verbose
         self.dtype = dtype
         self.warm_start = warm_start
+        self.augment = augment
 
     # -- validation ---------------------------------------------------------------
     def _validate_params(self):
@@ -87,6 +88,9 @@ class _NeuralNet(BaseEstimator):
                 errors.append(f"image_shape must be (channels, height, width), got {shape!r}")
         if self.callbacks is not None and not all(isinstance(cb, Callback) for cb in self.callbacks):
             errors.append("callbacks must be None or a list of cynn.trainers.Callback")
+        check(callable_or_none, self.augment, "augment",
+              requirement="None or a callable (X_batch, rng) -> X_batch, such as "
+                          "cynn.datasets.Compose([...])")
         if errors:
             raise ValueError(f"invalid parameters for {type(self).__name__}:\n  " + "\n  ".join(errors))
 
@@ -142,9 +146,12 @@ class _NeuralNet(BaseEstimator):
 
     def _trainer(self, extra_callbacks=()):
         callbacks = [copy.deepcopy(cb) for cb in (self.callbacks or [])] + list(extra_callbacks)
+        # The augmentation is the Trainer's: applied to the training batches of fit
+        # only, never to the early-stopping split, nor in predict or score (so never
+        # to a held-out fold of cross_val_score or GridSearchCV).
         trainer = Trainer(self.module_, self.criterion_, self.optimizer_, callbacks=callbacks,
                           batch_size=self.batch_size, shuffle=True, random_state=self._rng_,
-                          verbose=self.verbose)
+                          verbose=self.verbose, augment=self.augment)
         trainer.history = self.history_
         return trainer
 
@@ -223,6 +230,14 @@ class NeuralNetClassifier(ClassifierMixin, _NeuralNet):
     dtype : 'float32' or 'float64'
     warm_start : bool, default False
         Continue from the previous fit's weights.
+    augment : callable, optional
+        Applied to every training batch of `fit` and `partial_fit`, after the
+        reshape to ``image_shape``, as ``augment(X_batch, rng)``: for example
+        ``cynn.datasets.Compose([RandomCrop(8, padding=1), RandomHorizontalFlip()])``.
+        Never applied to the early-stopping validation split, nor in `predict`,
+        `predict_proba` or `score`; in `cross_val_score` and `GridSearchCV` the
+        held-out fold is therefore never augmented.  The draws come from
+        ``random_state``, so a fixed one still gives bit-identical fits.
 
     Attributes
     ----------

@@ -86,6 +86,8 @@ def save_training_state(trainer, path, finished=False):
             "shuffle": trainer._rng.bit_generator.state,
             "layers": [g.bit_generator.state for g in _layer_generators(trainer.model)],
             "package": _random.global_generator().bit_generator.state,
+            # Not a generator: the seed each batch's augmentation generator comes from.
+            "augment": trainer._augment_seed,
         },
     }
     arrays[_META] = np.array(json.dumps(_split_arrays(meta, "meta", arrays)))
@@ -136,6 +138,8 @@ def load_training_state(trainer, path):
         for g, g_state in zip(generators, saved["layers"]):
             g.bit_generator.state = g_state
         trainer._rng.bit_generator.state = saved["shuffle"]
+        if saved.get("augment") is not None:    # absent from files of older versions
+            trainer._augment_seed = int(saved["augment"])
         _random.global_generator().bit_generator.state = saved["package"]
         history = History(state["history"])
     except (ValueError, TypeError, KeyError) as exc:

@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from cynn._random import as_generator
-from cynn._validation import positive_int
+from cynn._validation import _is_integer, callable_or_none, positive_int
 from cynn.criterions import Criterion
 from cynn.datasets import iterate_minibatches
 from cynn.module import Module, inference_mode
@@ -122,10 +122,21 @@ class Trainer:
     batch_size : int, default 64
     shuffle : bool, default True
     random_state : None, int or numpy.random.Generator
-        Shuffling order.  With fixed seeds here and in the model
-        (``cynn.manual_seed``), training is bit-identical from run to run.
+        Shuffling order and augmentation draws.  With fixed seeds here and in the
+        model (``cynn.manual_seed``), training is bit-identical from run to run.
     verbose : int, default 1
         1 adds a `ProgressBar` unless one is among the callbacks; 0 is silent.
+    augment : callable, optional
+        Applied to every training batch before the forward pass, as
+        ``augment(X_batch, rng)``, for example
+        ``cynn.datasets.Compose([RandomCrop(32, padding=4), RandomHorizontalFlip()])``;
+        it must return a batch of the same length.  Never applied to validation
+        data, nor in `evaluate` or `predict`.  ``rng`` is a fresh
+        ``numpy.random.Generator`` for each batch, seeded from (run seed, epoch,
+        batch number): the draws do not depend on the thread count, and a resumed
+        run makes the same ones as a run that never stopped.  The run seed is
+        ``random_state`` when it is an int, else one number drawn from the shuffling
+        generator when `fit` first needs it.
 
     Attributes
     ----------
@@ -136,7 +147,7 @@ class Trainer:
     """
 
     def __init__(self, model, criterion, optimizer, callbacks=(), batch_size=64, shuffle=True,
-                 random_state=None, verbose=1):
+                 random_state=None, verbose=1, augment=None):
         if not isinstance(model, Module):
             raise TypeError(f"model must be a cynn Module, got {type(model).__name__}")
         if not isinstance(criterion, Criterion):
@@ -144,6 +155,7 @@ class Trainer:
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer must be a cynn Optimizer, got {type(optimizer).__name__}")
         batch_size = positive_int(batch_size, "batch_size")
+        callable_or_none(augment, "augment", "Trainer")
         callbacks = list(callbacks)
         for cb in callbacks:
             if not isinstance(cb, Callback):
@@ -158,6 +170,10 @@ class Trainer:
         self.shuffle = shuffle
         self.verbose = verbose
         self._rng = as_generator(random_state)
+        self.augment = augment
+        # The augmentation seed: the run's int seed, or drawn in fit (see `augment`);
+        # saved in and restored from the training state.
+        self._augment_seed = int(random_state) if _is_integer(random_state) else None
         self.history = History()
         self.stop_training = False
         self.interrupted = False
@@ -213,6 +229,8 @@ class Trainer:
                     # After on_train_begin, which resets the callbacks' own state.
                     self.stop_training = bool(load_training_state(self, resume_from)["finished"])
                     start = 0
+                if self.augment is not None and self._augment_seed is None:
+                    self._augment_seed = int(self._rng.integers(np.iinfo(np.int64).max))
                 snapshot = _Snapshot(self.model)
                 while len(self.history) - start < self.epochs and not self.stop_training:
                     self._run_epoch(X, y, val, snapshot, flag)
@@ -239,6 +257,8 @@ class Trainer:
                                       random_state=self._rng)
         for batch, (xb, yb) in enumerate(batches, start=1):
             self._call("on_batch_begin", batch)
+            if self.augment is not None:
+                xb = self._augmented(xb, epoch, batch)
             self.optimizer.zero_grad()
             output = self.model.forward(xb)
             loss = self.criterion.forward(output, yb)
@@ -279,6 +299,17 @@ class Trainer:
         record["seconds"] = time.perf_counter() - start
         self.history.append(record)
         self._call("on_epoch_end", epoch, self.history[-1])
+
+    def _augmented(self, xb, epoch, batch):
+        # One generator per batch from (seed, epoch, batch), never one carried from
+        # batch to batch: a resumed run needs no augmentation state to draw on.
+        rng = np.random.default_rng([self._augment_seed, epoch, batch])
+        out = self.augment(xb, rng)
+        if not isinstance(out, np.ndarray) or len(out) != len(xb):
+            raise ValueError(f"augment must return an array with one row per sample, got "
+                             f"{type(out).__name__} of shape {getattr(out, 'shape', None)} for "
+                             f"a batch of shape {xb.shape}")
+        return out
 
     def evaluate(self, data, batch_size=None):
         """Score the model on ``data``: loss and accuracy (None for non-classification
