@@ -1,6 +1,6 @@
 """The ``cynn`` command line: train a network, compare runs, evaluate a saved model.
 
-    cynn train [--dataset digits] [--model small-cnn] [--optimizer adam] ...
+    cynn train [--dataset digits] [--model small-cnn] [--optimizer adam] [--augment crop-flip] ...
     cynn compare RUN_DIR [RUN_DIR ...]
     cynn evaluate MODEL.npz [--dataset digits]
 
@@ -14,8 +14,9 @@ import time
 
 from cynn._validation import parse_positive_int, positive_float, positive_int
 
-MODELS = ("small-cnn", "mlp")
 OPTIMIZERS = ("adam", "adamw", "sgd")
+# Training-batch augmentations by name; see _augmentation for what each one does.
+AUGMENTATIONS = ("none", "flip", "crop", "crop-flip")
 
 
 class CLIError(Exception):
@@ -50,9 +51,16 @@ def build_parser():
 
     train = sub.add_parser("train", help="train a network and write a run folder")
     train.add_argument("--dataset", default="digits", help="dataset name (default: digits)")
-    train.add_argument("--model", default=None, help=f"one of {', '.join(MODELS)} "
+    train.add_argument("--model", default=None,
+                       help="small-cnn, mlp, resnetN or plainN with N = 6n + 2 (resnet8, resnet14, "
+                       "resnet20, ...), as cynn.models.build names them, '-' or '_' alike "
                        "(default: small-cnn for images, mlp otherwise)")
     train.add_argument("--optimizer", default="adam", help=f"one of {', '.join(OPTIMIZERS)}")
+    train.add_argument("--augment", default="none", choices=AUGMENTATIONS,
+                       help="augment the training batches (never validation or test): 'flip' "
+                       "mirrors half the images left to right, 'crop' pads H//8 zeros on every "
+                       "side (4 for 32 px images, at least 1) and crops back to H x W at a "
+                       "random place, 'crop-flip' does both (default: none)")
     train.add_argument("--lr", type=_positive_float, default=None,
                        help="learning rate (default: 1e-3 for Adam/AdamW, 0.05 for SGD)")
     train.add_argument("--epochs", type=_positive_int, default=20)
@@ -88,23 +96,59 @@ def _load_data(name, seed):
         raise CLIError(f"cannot load dataset {name!r}: {exc}") from None
 
 
+def _model_name(name):
+    """The `cynn.models.build` name of a --model value: 'small-cnn' is 'small_cnn'."""
+    return name.replace("-", "_")
+
+
+def _check_model(name):
+    """Refuse an unknown --model before loading any data (a download may be long)."""
+    from cynn.models import build
+
+    try:
+        # The smallest image every model accepts: what is checked is the name.  A
+        # seed, so that the package-level generator is left alone.
+        build(_model_name(name), (1, 8, 8), 2, random_state=0)
+    except (ValueError, TypeError) as exc:
+        raise CLIError(f"--model {name}: {exc}") from None
+
+
 def _build(config):
-    from cynn.models import mlp, small_cnn
+    from cynn.models import build
 
     shape = tuple(config["input_shape"])
-    if config["model"] == "small-cnn":
-        if len(shape) != 3:
-            raise CLIError(f"model small-cnn needs image data, but {config['dataset']!r} has "
-                           f"flat features {shape}; use --model mlp")
-        return small_cnn(shape, config["n_classes"], random_state=config["seed"])
-    n_features = 1
-    for s in shape:
-        n_features *= s
-    return mlp(n_features, config["n_classes"], random_state=config["seed"])
+    try:
+        return build(_model_name(config["model"]), shape, config["n_classes"],
+                     random_state=config["seed"])
+    except ValueError as exc:
+        hint = (f"; {config['dataset']!r} has flat features {shape}: use --model mlp"
+                if len(shape) != 3 else "")
+        raise CLIError(f"cannot build model {config['model']!r}: {exc}{hint}") from None
 
 
 def _flat_if_needed(X, config):
-    return X.reshape(len(X), -1) if config["model"] == "mlp" else X
+    return X.reshape(len(X), -1) if _model_name(config["model"]) == "mlp" else X
+
+
+def _augmentation(config):
+    """The transform named by config['augment'] (absent in runs of older versions), or None."""
+    from cynn.datasets import Compose, RandomCrop, RandomHorizontalFlip
+
+    name = config.get("augment", "none")
+    if name == "none":
+        return None
+    shape = tuple(config["input_shape"])
+    if len(shape) != 3 or _model_name(config["model"]) == "mlp":
+        raise CLIError(f"--augment {name} needs images and an image model, but model "
+                       f"{config['model']!r} sees {config['dataset']!r} as flat features; "
+                       "use --augment none")
+    _, height, width = shape
+    # H // 8 is the usual 4 pixels at CIFAR's 32; at least 1, or a crop of an
+    # unpadded image to its own size would change nothing.
+    crop = RandomCrop((height, width), padding=(max(1, height // 8), max(1, width // 8)))
+    steps = {"flip": [RandomHorizontalFlip()], "crop": [crop],
+             "crop-flip": [crop, RandomHorizontalFlip()]}[name]
+    return Compose(steps)
 
 
 def _make_out_dir(args, model):
@@ -139,15 +183,16 @@ STATE_FILE = "training_state.npz"
 def _new_config(args):
     if args.optimizer not in OPTIMIZERS:
         raise CLIError(f"unknown optimizer {args.optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
-    if args.model is not None and args.model not in MODELS:
-        raise CLIError(f"unknown model {args.model!r}; choose from {', '.join(MODELS)}")
+    if args.model is not None:
+        _check_model(args.model)
     data = _load_data(args.dataset, args.seed)
     shape = tuple(data.X_train.shape[1:])
     model_name = args.model or ("small-cnn" if len(shape) == 3 else "mlp")
     config = {"dataset": args.dataset, "model": model_name, "optimizer": args.optimizer,
               "lr": args.lr or (0.05 if args.optimizer == "sgd" else 1e-3), "epochs": args.epochs,
-              "batch_size": args.batch_size, "seed": args.seed, "input_shape": list(shape),
-              "n_classes": int(data.n_classes), "class_names": [str(c) for c in data.class_names]}
+              "batch_size": args.batch_size, "seed": args.seed, "augment": args.augment,
+              "input_shape": list(shape), "n_classes": int(data.n_classes),
+              "class_names": [str(c) for c in data.class_names]}
     return config, data
 
 
@@ -191,13 +236,17 @@ def cmd_train(args):
         data = _load_data(config["dataset"], config["seed"])
     else:
         config, data = _new_config(args)
+    model_name, optimizer_name, dataset = config["model"], config["optimizer"], config["dataset"]
+    cynn.manual_seed(config["seed"])
+    # Model and augmentation before the run folder: a model that does not fit the
+    # data leaves no folder behind.
+    model = _build(config)
+    augment = _augmentation(config)
+    if not args.resume:
         out = _make_out_dir(args, config["model"])
         state_path = os.path.join(out, STATE_FILE)
         atomic_write(os.path.join(out, "config.json"),
                      lambda f: f.write(json.dumps(config, indent=1).encode()))
-    model_name, optimizer_name, dataset = config["model"], config["optimizer"], config["dataset"]
-    cynn.manual_seed(config["seed"])
-    model = _build(config)
     optimizer = {"adam": lambda: cynn.Adam(model, lr=config["lr"]),
                  "adamw": lambda: cynn.AdamW(model, lr=config["lr"]),
                  "sgd": lambda: cynn.SGD(model, lr=config["lr"], momentum=0.9)}[optimizer_name]()
@@ -205,13 +254,14 @@ def cmd_train(args):
     trainer = Trainer(model, cynn.CrossEntropyCriterion(), optimizer,
                       callbacks=[Checkpoint(best_path, monitor="val_accuracy")],
                       batch_size=config["batch_size"], random_state=config["seed"],
-                      verbose=0 if args.quiet else 1)
+                      verbose=0 if args.quiet else 1, augment=augment)
     val = (_flat_if_needed(data.X_val, config), data.y_val) if len(data.y_val) else None
     if val is None:
         trainer.callbacks = [cb for cb in trainer.callbacks if not isinstance(cb, Checkpoint)]
     verb = "resuming" if args.resume else "training"
     print(f"{verb} {model_name} on {dataset} ({len(data.y_train)} train / "
-          f"{len(data.y_val)} val / {len(data.y_test)} test) with {optimizer_name}, lr={config['lr']}")
+          f"{len(data.y_val)} val / {len(data.y_test)} test) with {optimizer_name}, lr={config['lr']}"
+          + (f", augmentation {augment!r}" if augment is not None else ""))
     try:
         history = trainer.fit((_flat_if_needed(data.X_train, config), data.y_train), val,
                               epochs=config["epochs"], resume_from=state_path if args.resume else None,

@@ -55,21 +55,64 @@ def test_evaluate_prints_accuracy_and_confusion_matrix(runs, capsys):
 
 @pytest.mark.parametrize("argv,pattern", [
     (["train", "--dataset", "nope"], "unknown dataset 'nope'; available: "),
-    (["train", "--model", "resnet"], "unknown model 'resnet'"),
+    (["train", "--model", "resnet"], "--model resnet: unknown model 'resnet'; valid names: "),
+    (["train", "--model", "resnet21"], "--model resnet21: resnet: depth must be 6n + 2"),
+    (["train", "--augment", "rotate"], "argument --augment: invalid choice: 'rotate'"),
+    (["train", "--dataset", "iris", "--augment", "crop-flip"], "--augment crop-flip needs images"),
+    (["train", "--model", "mlp", "--augment", "flip"], "--augment flip needs images and an image model"),
     (["train", "--optimizer", "rmsprop"], "unknown optimizer 'rmsprop'"),
     (["train", "--epochs", "0"], "expected a positive integer, got '0'"),
     (["train", "--lr", "-1"], "expected a positive number, got '-1'"),
-    (["train", "--dataset", "iris", "--model", "small-cnn"], "needs image data"),
+    (["train", "--dataset", "iris", "--model", "small-cnn"], "needs images"),
+    (["train", "--dataset", "iris", "--model", "resnet8"], "'iris' has flat features (4,): use --model mlp"),
     (["train", "--out", "/proc/cynn-cannot-write-here"], "cannot write to run folder"),
     (["compare", "/nonexistent-run"], "is not a run folder"),
     (["evaluate", "/nonexistent/model.npz"], "no such model file"),
     (["frobnicate"], "invalid choice"),
 ])
-def test_bad_arguments_give_one_line(argv, pattern, capsys):
+def test_bad_arguments_give_one_line(argv, pattern, capsys, tmp_path):
+    if "--out" not in argv:
+        argv = argv + ["--out", str(tmp_path / "run")] if argv[0] == "train" else argv
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert pattern in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()        # no half-made run folder
+
+
+def test_train_a_resnet_with_augmentation_and_evaluate_it(tmp_path, capsys):
+    run = tmp_path / "resnet"
+    assert main(["train", "--model", "resnet8", "--augment", "crop-flip", "--epochs", "1",
+                 "--out", str(run), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "training resnet8 on digits" in out
+    # Digits are 8 x 8: padding 8 // 8 = 1.
+    assert ("augmentation Compose([RandomCrop(size=8, padding=1), RandomHorizontalFlip(p=0.5)])"
+            in out)
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"] == "resnet8" and config["augment"] == "crop-flip"
+    assert main(["evaluate", str(run / "model.npz")]) == 0
+    assert "accuracy: " in capsys.readouterr().out
+
+
+def test_augment_padding_follows_the_image_size():
+    from cynn.cli import _augmentation
+    from cynn.datasets import Compose, RandomCrop, RandomHorizontalFlip
+
+    def config(shape, augment="crop-flip"):
+        return {"augment": augment, "input_shape": list(shape), "model": "resnet20",
+                "dataset": "x"}
+
+    assert _augmentation(config((3, 32, 32))) == Compose([RandomCrop(32, padding=4),
+                                                          RandomHorizontalFlip()])
+    assert _augmentation(config((1, 28, 20), "crop")) == Compose([RandomCrop((28, 20), (3, 2))])
+    assert _augmentation(config((1, 4, 4), "crop")) == Compose([RandomCrop(4, padding=1)])
+    assert _augmentation(config((3, 32, 32), "flip")) == Compose([RandomHorizontalFlip()])
+    assert _augmentation(config((3, 32, 32), "none")) is None
+    # Run folders of older versions have no "augment" key: no augmentation.
+    old = config((1, 8, 8))
+    del old["augment"]
+    assert _augmentation(old) is None
 
 
 def test_corrupt_model_file(runs, tmp_path, capsys):

@@ -242,3 +242,35 @@ def test_a_bad_augment_is_reported_with_the_other_parameters(digits):
     message = str(err.value)
     assert "augment must be None or a callable (X_batch, rng) -> X_batch" in message
     assert "got 'flip'" in message and "lr must be" in message
+
+
+# --- models by name ---------------------------------------------------------------------------
+
+def test_module_by_name_builds_through_cynn_models_build(digits):
+    X, y = digits
+    clf = NeuralNetClassifier(module="resnet8", image_shape=(1, 8, 8), max_epochs=1,
+                              random_state=0).fit(X[:200], y[:200])
+    expected = cynn.models.build("resnet8", (1, 8, 8), 10, random_state=0)
+    assert repr(clf.module_) == repr(expected)
+    assert clf.predict(X[:7]).shape == (7,)
+    assert clone(clf).get_params()["module"] == "resnet8"
+    # The defaults are the named small_cnn and mlp, bit for bit.
+    for name, image_shape in (("mlp", None), ("small_cnn", (1, 8, 8))):
+        named = NeuralNetClassifier(module=name, image_shape=image_shape, max_epochs=1,
+                                    random_state=3).fit(X[:200], y[:200])
+        default = NeuralNetClassifier(image_shape=image_shape, max_epochs=1,
+                                      random_state=3).fit(X[:200], y[:200])
+        for a, b in zip(named.module_.get_parameters(), default.module_.get_parameters()):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("module, image_shape, match", [
+    ("resnet", (1, 8, 8), r"module='resnet': unknown model 'resnet'; valid names: small_cnn, mlp"),
+    ("resnet21", (1, 8, 8), r"module='resnet21': resnet: depth must be 6n \+ 2"),
+    ("resnet20", None, r"module='resnet20': model 'resnet20' needs images .* "
+                       r"\(set image_shape=\(C, H, W\)\)"),
+])
+def test_a_bad_model_name_is_named(digits, module, image_shape, match):
+    X, y = digits
+    with pytest.raises(ValueError, match=match):
+        NeuralNetClassifier(module=module, image_shape=image_shape).fit(X[:50], y[:50])

@@ -23,7 +23,7 @@ from cynn._validation import (callable_or_none, collect_errors, fraction, non_ne
                               non_negative_int, positive_float, positive_int)
 
 from .callbacks import Callback, EarlyStopping
-from cynn.models import mlp, small_cnn
+from cynn.models import build
 from .trainer import Trainer
 
 _OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -76,9 +76,11 @@ class _NeuralNet(BaseEstimator):
                           f"got {self.optimizer!r}")
         if self.dtype not in ("float32", "float64", np.float32, np.float64):
             errors.append(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
-        if self.module is not None and not isinstance(self.module, cynn.Module) and not callable(self.module):
-            errors.append("module must be None, a cynn Module or a callable "
-                          f"(input shape, n_outputs) -> Module, got {type(self.module).__name__}")
+        if self.module is not None and not isinstance(self.module, (cynn.Module, str)) \
+                and not callable(self.module):
+            errors.append("module must be None, a model name such as 'resnet20' (see "
+                          "cynn.models.build), a cynn Module or a callable (input shape, "
+                          f"n_outputs) -> Module, got {type(self.module).__name__}")
         if self.criterion is not None and not isinstance(self.criterion, cynn.Criterion):
             errors.append(f"criterion must be None or a cynn Criterion, got {self.criterion!r}")
         if self.image_shape is not None:
@@ -111,10 +113,16 @@ class _NeuralNet(BaseEstimator):
     def _build_module(self, n_features, n_outputs, seed):
         dtype = np.dtype(self.dtype)
         input_shape = tuple(self.image_shape) if self.image_shape is not None else n_features
-        if self.module is None:
-            if self.image_shape is not None:
-                return small_cnn(input_shape, n_outputs, dtype=dtype, random_state=seed)
-            return mlp(n_features, n_outputs, dtype=dtype, random_state=seed)
+        if self.module is None or isinstance(self.module, str):
+            name = self.module
+            if name is None:
+                name = "small_cnn" if self.image_shape is not None else "mlp"
+            shape = input_shape if self.image_shape is not None else (n_features,)
+            try:
+                return build(name, shape, n_outputs, dtype=dtype, random_state=seed)
+            except ValueError as exc:
+                hint = " (set image_shape=(C, H, W))" if self.image_shape is None else ""
+                raise ValueError(f"module={name!r}: {exc}{hint}") from None
         if isinstance(self.module, cynn.Module):
             # Never train the object held in the parameter: clone() and grid searches
             # rely on it staying as given.
@@ -202,11 +210,14 @@ class NeuralNetClassifier(ClassifierMixin, _NeuralNet):
 
     Parameters
     ----------
-    module : None, Module or callable, default None
+    module : None, str, Module or callable, default None
         ``None`` builds a small CNN when ``image_shape`` is given and an MLP
-        (one hidden layer of 100) otherwise; a Module is deep-copied at fit; a callable
-        is called as ``module(n_features or image_shape, n_classes)``.  The network
-        outputs one logit per class.
+        (one hidden layer of 100) otherwise; a string names a model of
+        `cynn.models.build`: 'small_cnn', 'mlp', 'resnet20' (any 'resnetN' with
+        N = 6n + 2: 'resnet8', 'resnet14', ...), which the image models need
+        ``image_shape`` for; a Module is deep-copied at fit; a callable is called as
+        ``module(n_features or image_shape, n_classes)``.  The network outputs one
+        logit per class.
     image_shape : (C, H, W), optional
         Reshape each row of X to an image, e.g. ``(1, 8, 8)`` for digits.
     criterion : Criterion, default CrossEntropyCriterion()
