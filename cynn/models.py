@@ -159,7 +159,7 @@ def plain_cnn(depth=20, in_channels=3, n_classes=10, width=16, dtype=np.float32,
     return _stages(depth, in_channels, n_classes, width, dtype, random_state, residual=False)
 
 
-MODEL_NAMES = ("small_cnn", "mlp", "resnet8", "resnet14", "resnet20", "resnet32", "...")
+MODEL_NAMES = ("small_cnn", "mlp", "resnet8", "resnet14", "resnet20", "resnet32")
 
 
 def build(name, input_shape, n_outputs, dtype=np.float32, random_state=None):
@@ -187,8 +187,8 @@ def build(name, input_shape, n_outputs, dtype=np.float32, random_state=None):
             _need_image(name, shape)
             return make(int(depth), in_channels=shape[0], n_classes=n_outputs, dtype=dtype,
                         random_state=random_state)
-    raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODEL_NAMES)} "
-                     "(resnetN and plainN for N = 6n + 2)")
+    raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODEL_NAMES)}, ... "
+                     "(resnetN and plainN for any N = 6n + 2)")
 
 
 def _need_image(name, shape):
