@@ -24,7 +24,7 @@ import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-KERNELS = ["conv", "batchnorm", "pooling", "dense", "activation"]
+KERNELS = ["conv", "batchnorm", "pooling", "dense", "activation", "depthwise"]
 
 
 def _flag(name):
