@@ -6,10 +6,7 @@ from .._threads import get_num_threads, kernel_blas_single_threaded
 from .._validation import (as_float_array, check_dtype, check_ndim, int_pair,
                            positive_int, window_output_size)
 from .._kernels import conv as _conv
-try:  # TEMPORARY until the depthwise kernel lands
-    from .._kernels import depthwise as _depthwise
-except ImportError:
-    _depthwise = None
+from .._kernels import depthwise as _depthwise
 from ..module import Module
 from ._base import Workspaces, check_grad_input, init_weight_and_bias
 
@@ -143,8 +140,7 @@ class Conv2d(Module):
         return kh, kw, sh, sw, ph, pw
 
     def _depthwise(self):
-        return (self.groups == self.in_channels and self.groups > 1 and self.direct_depthwise
-                and _depthwise is not None)
+        return self.groups == self.in_channels and self.groups > 1 and self.direct_depthwise
 
     def _group_slices(self):
         """(input channels, output channels) of each group, as slices."""
