@@ -125,16 +125,37 @@ CYNN_KERNEL CYNN_NO_MEMCPY CYNN_DW_WIDE void NAME(const T* restrict x, Py_ssize_
                                       x + ih * w + (k0 - left), k1 - k0);              \
         return;                                                                        \
     }                                                                                  \
+    if (sw == 2 && left >= 0) {                                                        \
+        /* input columns 2 m and 2 m + 1 go to padded columns left + 2 m and left +     \
+           2 m + 1, one in each phase: a de-interleave (UNPAD's inverse) */            \
+        const Py_ssize_t ev = (left % 2) * lp + left / 2;                              \
+        const Py_ssize_t od = ((left + 1) % 2) * lp + (left + 1) / 2;                  \
+        const Py_ssize_t ne = lp - left / 2, no = lp - (left + 1) / 2;  /* room */     \
+        Py_ssize_t pairs = w / 2;                                                      \
+        if (pairs > ne) pairs = ne;                                                    \
+        if (pairs > no) pairs = no;                                                    \
+        if (pairs < 0) pairs = 0;                                                      \
+        for (Py_ssize_t ih = ih0; ih < ih1; ih++) {                                    \
+            const T* restrict s = x + ih * w;                                          \
+            T* restrict d = buf + (ih + top) * 2 * lp;                                 \
+            for (Py_ssize_t m = 0; m < pairs; m++) {                                   \
+                d[ev + m] = s[2 * m];                                                  \
+                d[od + m] = s[2 * m + 1];                                              \
+            }                                                                          \
+            for (Py_ssize_t iw = 2 * pairs; iw < w; iw++) {                            \
+                if (iw % 2 == 0 && iw / 2 < ne) d[ev + iw / 2] = s[iw];                \
+                if (iw % 2 == 1 && iw / 2 < no) d[od + iw / 2] = s[iw];                \
+            }                                                                          \
+        }                                                                              \
+        return;                                                                        \
+    }                                                                                  \
     for (Py_ssize_t p = 0; p < sw; p++) {                                              \
         Py_ssize_t k0, k1;                                                             \
         cynn_dw_phase_range(p, sw, left, w, lp, &k0, &k1);                             \
         for (Py_ssize_t ih = ih0; ih < ih1; ih++) {                                    \
             const T* restrict s = x + ih * w;                                          \
             T* restrict d = buf + ((ih + top) * sw + p) * lp;                          \
-            if (sw == 2)  /* a constant stride: the vectorizer makes shuffles of it */ \
-                for (Py_ssize_t k = k0; k < k1; k++) d[k] = s[2 * k + p - left];       \
-            else                                                                       \
-                for (Py_ssize_t k = k0; k < k1; k++) d[k] = s[k * sw + p - left];      \
+            for (Py_ssize_t k = k0; k < k1; k++) d[k] = s[k * sw + p - left];          \
         }                                                                              \
     }                                                                                  \
 }
