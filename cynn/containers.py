@@ -32,13 +32,25 @@ def _as_module(value, owner, what):
     return value
 
 
+def _distinct(owner, children):
+    """One module object in two places of a container would list its parameters twice
+    (an optimizer would step them twice) and its second forward would overwrite what
+    the first one's backward needs: refuse it."""
+    seen = set()
+    for child in children:
+        if id(child) in seen:
+            raise ValueError(f"{owner}: the same module object {child!r} appears twice; give "
+                             "each place its own module (copy.deepcopy for equal weights)")
+        seen.add(id(child))
+
+
 class Identity(Module):
-    """Returns its input unchanged (the same object), and the output gradient as the
-    input gradient.  A placeholder where a layer is optional, as PyTorch's
-    ``nn.Identity``."""
+    """Returns its input unchanged (the same array, or the input as an array), and the
+    output gradient as the input gradient.  A placeholder where a layer is optional, as
+    PyTorch's ``nn.Identity``."""
 
     def _compute_output(self, input):
-        return input
+        return np.asarray(input)
 
     def _compute_input_grad(self, input, output_grad):
         return output_grad
@@ -70,6 +82,7 @@ class Residual(Module):
         super().__init__()
         self.body = _as_module(body, "Residual", "body")
         self.shortcut = None if shortcut is None else _as_module(shortcut, "Residual", "shortcut")
+        _distinct("Residual", self.children())
         self._inputs = None
 
     def children(self):
@@ -121,6 +134,7 @@ class Concat(Module):
         if not branches:
             raise ValueError("Concat needs at least one branch")
         self.branches = [_as_module(b, "Concat", f"branch {i}") for i, b in enumerate(branches)]
+        _distinct("Concat", self.branches)
         self._inputs = None
         self._widths = None
 
@@ -146,7 +160,10 @@ class Concat(Module):
         widths = [out.shape[1] for out in outs]
         if not is_inference():
             self._inputs, self._widths = input, widths
-        return np.concatenate(outs, axis=1, dtype=outs[0].dtype)
+        # The layers' float dtype, whichever branch comes first (an Identity branch may
+        # pass integer pixels through).
+        floats = [out.dtype for out in outs if out.dtype.kind == "f"]
+        return np.concatenate(outs, axis=1, dtype=np.result_type(*floats) if floats else None)
 
     def _compute_input_grad(self, input, output_grad):
         _check_same_input("Concat", self._inputs, input)

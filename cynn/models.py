@@ -80,19 +80,20 @@ def _conv_bn(c_in, c_out, kernel, stride, dtype, rng):
             scaling]
 
 
-def _check_depth(depth):
-    depth = positive_int(depth, "depth", "resnet")
+def _check_depth(depth, owner):
+    depth = positive_int(depth, "depth", owner)
     if depth < 8 or (depth - 2) % 6:
         valid = ", ".join(str(6 * n + 2) for n in range(1, 10))
-        raise ValueError(f"resnet: depth must be 6n + 2 ({valid}, ...), got {depth}")
+        raise ValueError(f"{owner}: depth must be 6n + 2 ({valid}, ...), got {depth}")
     return (depth - 2) // 6
 
 
 def _stages(depth, in_channels, n_classes, width, dtype, random_state, residual):
-    n = _check_depth(depth)
-    width = positive_int(width, "width", "resnet")
-    in_channels = positive_int(in_channels, "in_channels", "resnet")
-    n_classes = positive_int(n_classes, "n_classes", "resnet")
+    owner = "resnet" if residual else "plain_cnn"
+    n = _check_depth(depth, owner)
+    width = positive_int(width, "width", owner)
+    in_channels = positive_int(in_channels, "in_channels", owner)
+    n_classes = positive_int(n_classes, "n_classes", owner)
     rng = check_random_state(random_state)
     layers = _conv_bn(in_channels, width, 3, 1, dtype, rng) + [ReLU()]
     c_in = width
@@ -125,7 +126,8 @@ def resnet(depth=20, in_channels=3, n_classes=10, width=16, dtype=np.float32,
     the second and third stage halves the image with stride 2 and takes a projection
     shortcut (1x1 convolution, stride 2, and batch norm).  Global average pooling and
     a Linear layer make the head.  Convolutions have no bias and PyTorch's fan-in
-    initialization; batch norm is PyTorch's (momentum 0.1, eps 1e-5).
+    initialization; batch norm has PyTorch's momentum 0.1 and eps 1e-5 (its moving
+    variance is the seed's biased one).
 
     Parameter counts at ``width=16`` with 3 input channels and 10 classes (projection
     shortcuts; the paper's 0.27 M for ResNet-20 uses parameter-free shortcuts):
@@ -155,7 +157,9 @@ def resnet(depth=20, in_channels=3, n_classes=10, width=16, dtype=np.float32,
 def plain_cnn(depth=20, in_channels=3, n_classes=10, width=16, dtype=np.float32,
               random_state=None):
     """`resnet` without its shortcuts: the same layers in a straight chain, the
-    "plain" network of He et al. that degrades as it gets deeper."""
+    "plain" network of He et al. that degrades as it gets deeper.  It lacks the two
+    projection shortcuts, so from the first stage transition on its initial weights
+    are other draws than the residual network's of the same seed."""
     return _stages(depth, in_channels, n_classes, width, dtype, random_state, residual=False)
 
 
@@ -177,7 +181,8 @@ def build(name, input_shape, n_outputs, dtype=np.float32, random_state=None):
         raise TypeError(f"model name must be a string, got {type(name).__name__}")
     shape = tuple(int(d) for d in input_shape)
     if name == "mlp":
-        return mlp(int(np.prod(shape)), n_outputs, dtype=dtype, random_state=random_state)
+        net = mlp(int(np.prod(shape)), n_outputs, dtype=dtype, random_state=random_state)
+        return Sequential(Flatten(), *net) if len(shape) > 1 else net
     if name == "small_cnn":
         _need_image(name, shape)
         return small_cnn(shape, n_outputs, dtype=dtype, random_state=random_state)

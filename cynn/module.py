@@ -91,7 +91,7 @@ class Module:
     # Per-call scratch state; dropped from copies and pickles (a pickled model should
     # not carry its last batch around).
     _transient_attrs = ("_output", "_input_grad", "_grad_cache", "_inputs", "_saved",
-                        "_busy", "_forward_thread")
+                        "_widths", "_busy", "_forward_thread")
 
     def __init__(self):
         self._output = None

@@ -262,6 +262,10 @@ def test_module_by_name_builds_through_cynn_models_build(digits):
                                       random_state=3).fit(X[:200], y[:200])
         for a, b in zip(named.module_.get_parameters(), default.module_.get_parameters()):
             np.testing.assert_array_equal(a, b)
+    # an MLP on images flattens them first
+    mlp = NeuralNetClassifier(module="mlp", image_shape=(1, 8, 8), max_epochs=1,
+                              random_state=3).fit(X[:200], y[:200])
+    assert mlp.predict(X[:5]).shape == (5,)
 
 
 @pytest.mark.parametrize("module, image_shape, match", [

@@ -108,7 +108,7 @@ def test_parameters_state_and_modes_recurse_through_nested_containers(rng, tmp_p
     assert [p.shape for p in params] == [g.shape for g in grads]
     keys = set(model.state_dict())
     assert {"0.0.0.W", "0.0.1.0.0.W", "0.0.1.0.2.b", "0.0.1.1.W", "0.0.3.W", "2.W"} <= keys
-    assert all(m.training for m in _walk(model.evaluate())) is False
+    model.evaluate()
     assert not any(m._training for m in _walk(model))
     model.train()
     x = rng.standard_normal((3, 2, 5, 6))
@@ -130,6 +130,29 @@ def _walk(module):
         yield from _walk(child)
 
 
+def test_concat_dtype_is_the_layers_whatever_the_branch_order():
+    pixels = np.arange(2 * 3 * 4 * 4).reshape(2, 3, 4, 4)          # integers
+    conv = cynn.Conv2d(3, 2, 3, random_state=0)                   # float32
+    for cat in (cynn.Concat(cynn.Identity(), conv), cynn.Concat(conv, cynn.Identity())):
+        out = cat.forward(pixels)
+        assert out.dtype == np.float32 and out.shape == (2, 5, 4, 4)
+    listed = cynn.Residual(cynn.Identity()).forward([[1.0, 2.0]])
+    np.testing.assert_array_equal(listed, [[2.0, 4.0]])
+
+
+def test_grouped_conv_float32_backward_matches_float64(rng):
+    x = rng.standard_normal((3, 6, 7, 8))
+    dy = rng.standard_normal((3, 4, 4, 4))
+    grads = []
+    for dtype in (np.float32, np.float64):
+        layer = cynn.Conv2d(6, 4, 3, stride=2, groups=2, dtype=dtype, random_state=0)
+        layer.forward(x.astype(dtype))
+        grads.append((layer.backward(x.astype(dtype), dy.astype(dtype)), layer.gradW, layer.gradb))
+    for a, b in zip(*grads):
+        assert a.dtype == np.float32
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
 def test_repr_shows_the_tree():
     text = repr(block(3, 4, 2))
     assert text.startswith("Residual(\n  (body): Sequential(")
@@ -145,6 +168,11 @@ def test_container_errors_name_the_problem(rng):
         cynn.Concat(cynn.Identity(), "relu")
     with pytest.raises(ValueError, match="at least one branch"):
         cynn.Concat()
+    shared = cynn.Conv2d(3, 3, 3)
+    with pytest.raises(ValueError, match="same module object Conv2d.*appears twice"):
+        cynn.Concat(shared, shared)
+    with pytest.raises(ValueError, match="appears twice"):
+        cynn.Residual(shared, shared)
     x = rng.standard_normal((2, 3, 6, 6))
     with pytest.raises(ValueError, match=r"body gives shape \(2, 4, 3, 3\) but the input has "
                                          r"shape \(2, 3, 6, 6\)"):
@@ -316,14 +344,23 @@ def test_resnet_family_shapes_and_errors():
     with pytest.raises(ValueError, match="needs images"):
         build("resnet8", (64,), 10)
     assert isinstance(build("plain8", (1, 8, 8), 3)[4], cynn.Conv2d)
-    assert build("mlp", (1, 8, 8), 3)[0].n_in == 64
+    with pytest.raises(ValueError, match="plain_cnn: depth must be"):
+        build("plain9", (1, 8, 8), 3)
+    flat = build("mlp", (64,), 3, random_state=0)
+    images = build("mlp", (1, 8, 8), 3, random_state=0)   # flattens its images first
+    x = np.random.default_rng(0).standard_normal((5, 1, 8, 8))
+    np.testing.assert_array_equal(images.forward(x), flat.forward(x.reshape(5, 64)))
 
 
-def test_same_seed_same_resnet_and_plain_has_the_same_body():
+def test_same_seed_same_resnet_and_plain_lacks_only_the_projections():
     a, b = resnet(8, width=4, random_state=1), resnet(8, width=4, random_state=1)
     assert all(np.array_equal(p, q) for p, q in zip(a.get_parameters(), b.get_parameters()))
     plain = plain_cnn(8, width=4, random_state=1)
-    # the plain network is the residual one without the projection shortcuts
+    assert not any(isinstance(m, cynn.Residual) for m in _walk(plain))
+    residual_layers = [type(m) for m in _walk(a) if not m.children()]
+    plain_layers = [type(m) for m in _walk(plain) if not m.children()]
+    # the residual one has, besides, two shortcuts of conv + BN + scaling
+    assert len(residual_layers) - len(plain_layers) == 2 * 3
     n_plain = sum(p.size for p in plain.get_parameters())
     n_res = sum(p.size for p in a.get_parameters())
     assert n_res - n_plain == (4 * 8 + 2 * 8) + (8 * 16 + 2 * 16)

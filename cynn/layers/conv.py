@@ -76,8 +76,8 @@ class Conv2d(Module):
 
     Notes
     -----
-    Initialization follows the seed by default: ``W, b ~ U(-1/sqrt(in_channels),
-    1/sqrt(in_channels))``.  PyTorch uses the fan-in ``in_channels * kh * kw`` instead
+    Initialization follows the seed by default: ``W, b ~ U(-1/sqrt(c), 1/sqrt(c))`` with
+    ``c = in_channels / groups``.  PyTorch uses the fan-in ``c * kh * kw`` instead
     (``init='fan_in'``); ahead of a batch normalization the larger seed weights act as a
     smaller effective step size.
     """
@@ -165,6 +165,8 @@ class Conv2d(Module):
 
     def _compute_output(self, input):
         x, out_hw = self._check_input(input)
+        if self.groups == 1:
+            return self._forward_gemm(x, self.W, slice(None), out_hw)
         out = np.empty((x.shape[0], self.out_channels) + out_hw, dtype=self.dtype)
         if self._depthwise():
             kh, kw = self.kernel_size
@@ -173,10 +175,7 @@ class Conv2d(Module):
                                          get_num_threads())
             return out
         for xs, fs in self._group_slices():
-            y = self._forward_gemm(self._group(x, xs), self.W[fs], fs, out_hw)
-            if self.groups == 1:
-                return y
-            out[:, fs] = y
+            out[:, fs] = self._forward_gemm(self._group(x, xs), self.W[fs], fs, out_hw)
         return out
 
     def _forward_gemm(self, x, W, channels, out_hw):
