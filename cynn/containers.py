@@ -7,23 +7,9 @@ pickles all recurse through them, to any depth.  `Sequential` lives in `cynn.mod
 """
 import numpy as np
 
-from .module import Module, is_inference
+from .module import Module, check_same_input, indented, is_inference
 
 __all__ = ["Residual", "Concat", "Identity"]
-
-
-def _indent(module):
-    return repr(module).replace("\n", "\n  ")
-
-
-def _check_same_input(owner, saved, input):
-    if saved is None or saved is not input:
-        # Replaying forward would move BatchNormalization's moving statistics again and
-        # draw new Dropout masks: refuse, and touch nothing (as Sequential does).
-        raise ValueError(
-            f"{owner}.backward must get the same input object that the forward call right "
-            "before it got (call forward(x) then backward(x, grad))"
-        )
 
 
 def _as_module(value, owner, what):
@@ -102,16 +88,16 @@ class Residual(Module):
         return np.add(out, skip, dtype=out.dtype)
 
     def _compute_input_grad(self, input, output_grad):
-        _check_same_input("Residual", self._inputs, input)
+        check_same_input("Residual", self._inputs, input)
         grad = self.body.backward(input, output_grad)
         if self.shortcut is None:
             return np.add(grad, output_grad, dtype=grad.dtype)
         return np.add(grad, self.shortcut.backward(input, output_grad), dtype=grad.dtype)
 
     def __repr__(self):
-        lines = [f"  (body): {_indent(self.body)}"]
+        lines = [f"  (body): {indented(self.body)}"]
         if self.shortcut is not None:
-            lines.append(f"  (shortcut): {_indent(self.shortcut)}")
+            lines.append(f"  (shortcut): {indented(self.shortcut)}")
         return "Residual(\n" + "\n".join(lines) + "\n)"
 
 
@@ -166,7 +152,7 @@ class Concat(Module):
         return np.concatenate(outs, axis=1, dtype=np.result_type(*floats) if floats else None)
 
     def _compute_input_grad(self, input, output_grad):
-        _check_same_input("Concat", self._inputs, input)
+        check_same_input("Concat", self._inputs, input)
         grad = np.asarray(output_grad)
         total = sum(self._widths)
         if grad.ndim < 2 or grad.shape[1] != total:
@@ -184,5 +170,5 @@ class Concat(Module):
         return input_grad
 
     def __repr__(self):
-        lines = [f"  ({i}): {_indent(b)}" for i, b in enumerate(self.branches)]
+        lines = [f"  ({i}): {indented(b)}" for i, b in enumerate(self.branches)]
         return "Concat(\n" + "\n".join(lines) + "\n)"

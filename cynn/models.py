@@ -29,14 +29,14 @@ def small_cnn(image_shape, n_outputs, channels=(16, 32), hidden=64, dropout=0.25
     c, h, w = image_shape
     rng = check_random_state(random_state)
     c1, c2 = channels
-    model = Sequential(
+    return Sequential(
         Conv2d(c, c1, 3, dtype=dtype, random_state=rng),
         BatchNormalization(alpha=0.9, n_features=c1, dtype=dtype),
-        ChannelwiseScaling(c1, dtype=dtype, random_state=rng),
+        _identity_scaling(c1, dtype, rng),
         ReLU(),
         Conv2d(c1, c2, 3, dtype=dtype, random_state=rng),
         BatchNormalization(alpha=0.9, n_features=c2, dtype=dtype),
-        ChannelwiseScaling(c2, dtype=dtype, random_state=rng),
+        _identity_scaling(c2, dtype, rng),
         ReLU(),
         MaxPool2d(2),
         Flatten(),
@@ -45,14 +45,20 @@ def small_cnn(image_shape, n_outputs, channels=(16, 32), hidden=64, dropout=0.25
         Dropout(dropout, random_state=rng),
         Linear(hidden, n_outputs, dtype=dtype, random_state=rng),
     )
-    # The seed draws ChannelwiseScaling's gamma and beta at random, which can start a
-    # channel with a tiny or negative gain; a network built to be trained starts the
-    # scaling at the identity, as batch-norm layers usually do.
-    for layer in model:
-        if isinstance(layer, ChannelwiseScaling):
-            layer.gamma[...] = 1
-            layer.beta[...] = 0
-    return model
+
+
+def _identity_scaling(channels, dtype, rng):
+    """A ChannelwiseScaling that starts as the identity.
+
+    The seed draws gamma and beta at random, which can start a channel with a tiny or
+    negative gain; a network built to be trained starts the scaling at the identity,
+    as batch-norm layers usually do.  The draws still happen, so the layers after it
+    get the same weights from the same seed as before.
+    """
+    scaling = ChannelwiseScaling(channels, dtype=dtype, random_state=rng)
+    scaling.gamma[...] = 1
+    scaling.beta[...] = 0
+    return scaling
 
 
 def mlp(n_features, n_outputs, hidden=(100,), dtype=np.float32, random_state=None):
@@ -70,10 +76,9 @@ def mlp(n_features, n_outputs, hidden=(100,), dtype=np.float32, random_state=Non
 def _conv_bn(c_in, c_out, kernel, stride, dtype, rng):
     """Conv (no bias: the batch norm after it removes any constant) + BN + scaling,
     PyTorch's ``Conv2d(bias=False), BatchNorm2d`` pair; the scaling starts as the
-    identity, as BatchNorm2d's affine parameters do."""
-    scaling = ChannelwiseScaling(c_out, dtype=dtype, random_state=rng)
-    scaling.gamma[...] = 1
-    scaling.beta[...] = 0
+    identity, as BatchNorm2d's affine parameters do.  The scaling's (unused) draws come
+    before the convolution's."""
+    scaling = _identity_scaling(c_out, dtype, rng)
     return [Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2, bias=False,
                    dtype=dtype, random_state=rng, init="fan_in"),
             BatchNormalization(alpha=0.9, eps=1e-5, n_features=c_out, dtype=dtype),

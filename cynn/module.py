@@ -76,6 +76,27 @@ def release(owner, token):
         del owner.__dict__["_busy"]
 
 
+def check_same_input(owner, saved, input):
+    """Refuse a container's backward whose ``input`` is not the object its last forward
+    got (``saved``; None when it kept nothing).
+
+    Replaying forward would move BatchNormalization's moving statistics again and draw
+    new Dropout masks: the gradient would belong to another loss than the one
+    computed.  Refuse, and touch nothing.
+    """
+    if saved is None or saved is not input:
+        raise ValueError(
+            f"{owner}.backward must get the same input object that the forward call right "
+            "before it got (call forward(x) then backward(x, grad))"
+        )
+
+
+def indented(module):
+    """``repr(module)`` for a line inside a container's repr: continuation lines
+    indented by two spaces."""
+    return repr(module).replace("\n", "\n  ")
+
+
 class Module:
     """A differentiable black box: ``output = forward(input)``,
     ``input_grad = backward(input, output_grad)``.
@@ -355,14 +376,8 @@ class Sequential(Module):
         return out
 
     def _compute_input_grad(self, input, output_grad):
-        if getattr(self, "_inputs", None) is None or self._inputs[0] is not input:
-            # Replaying forward here would move BatchNormalization's moving statistics
-            # again and draw new Dropout masks: the gradient would belong to another
-            # loss than the one computed.  Refuse, and touch nothing.
-            raise ValueError(
-                "Sequential.backward must get the same input object that the forward call "
-                "right before it got (call forward(x) then backward(x, grad))"
-            )
+        inputs = getattr(self, "_inputs", None)
+        check_same_input("Sequential", None if inputs is None else inputs[0], input)
         grad = output_grad
         for i in range(len(self.modules) - 1, -1, -1):
             grad = self.modules[i].backward(self._inputs[i], grad)
@@ -382,5 +397,5 @@ class Sequential(Module):
     def __repr__(self):
         if not self.modules:
             return "Sequential()"
-        lines = [f"  ({i}): {module!r}".replace("\n", "\n  ") for i, module in enumerate(self.modules)]
+        lines = [f"  ({i}): {indented(module)}" for i, module in enumerate(self.modules)]
         return "Sequential(\n" + "\n".join(lines) + "\n)"

@@ -160,8 +160,21 @@ class Conv2d(Module):
                                     out_hw[0], out_hw[1], self.dtype.itemsize)
         return self._ws.get(name, (get_num_threads(), size), self.dtype)
 
-    def _bias(self, channels):
-        return self.b[channels] if self.b is not None else np.empty(0, self.dtype)
+    def _part(self, array, channels):
+        """``array[channels]`` (a bias or its gradient), or an empty array when the layer
+        has no bias: the kernels take a length-0 array then."""
+        return array[channels] if array is not None else np.empty(0, self.dtype)
+
+    def _planes(self, weight):
+        """``W`` or ``gradW`` as the depthwise kernel's (F, kh, kw) view."""
+        return weight.reshape(-1, *self.kernel_size)
+
+    def _check_backward(self, input, output_grad):
+        """The checked input and output gradient of a backward hook."""
+        x, out_hw = self._check_input(input)
+        dy = check_grad_input(self, output_grad, (x.shape[0], self.out_channels) + out_hw,
+                              self.dtype)
+        return x, dy
 
     def _compute_output(self, input):
         x, out_hw = self._check_input(input)
@@ -169,8 +182,7 @@ class Conv2d(Module):
             return self._forward_gemm(x, self.W, slice(None), out_hw)
         out = np.empty((x.shape[0], self.out_channels) + out_hw, dtype=self.dtype)
         if self._depthwise():
-            kh, kw = self.kernel_size
-            _depthwise.depthwise_forward(x, self.W.reshape(-1, kh, kw), self._bias(slice(None)),
+            _depthwise.depthwise_forward(x, self._planes(self.W), self._part(self.b, slice(None)),
                                          out, *self._geometry(), self.b is not None,
                                          get_num_threads())
             return out
@@ -193,15 +205,12 @@ class Conv2d(Module):
         return out
 
     def _compute_input_grad(self, input, output_grad):
-        x, out_hw = self._check_input(input)
-        dy = check_grad_input(self, output_grad, (x.shape[0], self.out_channels) + out_hw,
-                              self.dtype)
+        x, dy = self._check_backward(input, output_grad)
         dx = np.empty(x.shape, dtype=self.dtype)
         if self._depthwise():
-            kh, kw = self.kernel_size
-            _depthwise.depthwise_backward_input(dy, self.W.reshape(-1, kh, kw), dx,
-                                                *self._geometry(), get_num_threads())
-            self._grad_cache = (input, output_grad, x, dy)
+            _depthwise.depthwise_backward_input(dy, self._planes(self.W), dx, *self._geometry(),
+                                                get_num_threads())
+            self._grad_cache = (input, output_grad, (x, dy))
             return dx
         # One pass over the samples computes dx and the weight gradient's partial sums
         # while each dy[n] is in the cache; backward calls the parameter hook next with
@@ -260,35 +269,26 @@ class Conv2d(Module):
 
     def _update_parameters_grad(self, input, output_grad):
         cache, self._grad_cache = self._grad_cache, None
-        fresh = cache is not None and cache[0] is input and cache[1] is output_grad
+        # What the input-gradient hook kept for these objects (it checked them):
+        # (x, dy) for the depthwise kernel, the partial sums per group otherwise.
+        kept = cache[2] if cache is not None and cache[0] is input and cache[1] is output_grad \
+            else None
         if self._depthwise():
-            if fresh:
-                x, dy = cache[2], cache[3]  # checked by the first hook
-            else:
-                x, out_hw = self._check_input(input)
-                dy = check_grad_input(self, output_grad,
-                                      (x.shape[0], self.out_channels) + out_hw, self.dtype)
-            kh, kw = self.kernel_size
-            _depthwise.depthwise_backward_params(x, dy, self.gradW.reshape(-1, kh, kw),
-                                                 self._bias_grad(slice(None)), *self._geometry(),
-                                                 self.b is not None, get_num_threads())
+            x, dy = kept if kept is not None else self._check_backward(input, output_grad)
+            _depthwise.depthwise_backward_params(x, dy, self._planes(self.gradW),
+                                                 self._part(self.gradb, slice(None)),
+                                                 *self._geometry(), self.b is not None,
+                                                 get_num_threads())
             return
-        if fresh:
-            partials = cache[2]  # input and output_grad were checked by the first hook
-        else:
-            x, out_hw = self._check_input(input)
-            dy = check_grad_input(self, output_grad, (x.shape[0], self.out_channels) + out_hw,
-                                  self.dtype)
-            partials = [self._backward(self._group(x, xs), self._group(dy, fs), self.W[fs], g)
-                        for g, (xs, fs) in enumerate(self._group_slices())]
-        for (_, fs), partial in zip(self._group_slices(), partials):
+        if kept is None:
+            x, dy = self._check_backward(input, output_grad)
+            kept = [self._backward(self._group(x, xs), self._group(dy, fs), self.W[fs], g)
+                    for g, (xs, fs) in enumerate(self._group_slices())]
+        for (_, fs), partial in zip(self._group_slices(), kept):
             grad_w = self.gradW[fs]
             _conv.conv2d_reduce_params(partial, grad_w.reshape(grad_w.shape[0], -1),
-                                       self._bias_grad(fs), self.b is not None,
+                                       self._part(self.gradb, fs), self.b is not None,
                                        get_num_threads())
-
-    def _bias_grad(self, channels):
-        return self.gradb[channels] if self.gradb is not None else np.empty(0, self.dtype)
 
     def _on_astype(self, dtype):
         self._ws.clear()
