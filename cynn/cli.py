@@ -8,6 +8,7 @@ Every user mistake ends with one line on stderr and exit status 2; never a trace
 """
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -117,6 +118,10 @@ def _build(config):
     from cynn.models import build
 
     shape = tuple(config["input_shape"])
+    if _is_flat(config):
+        # The MLP gets its features flat (_flat_if_needed), so it is built without a
+        # Flatten in front: its parameter keys stay those of runs of older versions.
+        shape = (math.prod(shape),)
     try:
         return build(_model_name(config["model"]), shape, config["n_classes"],
                      random_state=config["seed"])
@@ -126,8 +131,12 @@ def _build(config):
         raise CLIError(f"cannot build model {config['model']!r}: {exc}{hint}") from None
 
 
+def _is_flat(config):
+    return _model_name(config["model"]) == "mlp"
+
+
 def _flat_if_needed(X, config):
-    return X.reshape(len(X), -1) if _model_name(config["model"]) == "mlp" else X
+    return X.reshape(len(X), -1) if _is_flat(config) else X
 
 
 def _augmentation(config):
@@ -138,7 +147,7 @@ def _augmentation(config):
     if name == "none":
         return None
     shape = tuple(config["input_shape"])
-    if len(shape) != 3 or _model_name(config["model"]) == "mlp":
+    if len(shape) != 3 or _is_flat(config):
         raise CLIError(f"--augment {name} needs images and an image model, but model "
                        f"{config['model']!r} sees {config['dataset']!r} as flat features; "
                        "use --augment none")
