@@ -333,6 +333,46 @@ class Module:
     def __repr__(self):
         return f"{type(self).__name__}()"
 
+    # -- architecture (what cynn.save writes beside the weights) ----------------
+    # Containers whose constructor takes their children (Sequential(*modules),
+    # Residual(body, shortcut), Concat(*branches)) set this: they are rebuilt as
+    # ``cls(*children, **config)``.  Other modules build their children themselves.
+    _children_are_arguments = False
+
+    def get_config(self):
+        """The constructor arguments that rebuild this module, weights aside, as a
+        dict of JSON values (numbers, strings, booleans, None, lists, dicts).
+
+        The default reads, for every named parameter of ``__init__``, the attribute
+        of the same name (as scikit-learn's ``get_params``); a layer that keeps an
+        argument under another name overrides this.  Children are not part of it:
+        `cynn.save` describes them itself.
+        """
+        import inspect
+
+        cls = type(self)
+        config = {}
+        for name, parameter in inspect.signature(cls.__init__).parameters.items():
+            if name == "self" or parameter.kind in (parameter.VAR_POSITIONAL,
+                                                     parameter.VAR_KEYWORD):
+                continue
+            if name not in self.__dict__:
+                raise TypeError(
+                    f"{cls.__name__}.__init__ takes {name!r} but the module has no attribute "
+                    f"{name!r}: store the argument as self.{name}, or override "
+                    f"{cls.__name__}.get_config() to return the arguments that rebuild it"
+                )
+            config[name] = self.__dict__[name]
+        return config
+
+    @classmethod
+    def from_config(cls, config, children=()):
+        """Build a module from `get_config`'s dict (and, for containers whose
+        constructor takes them, the rebuilt children).  Weights are loaded after."""
+        if cls._children_are_arguments:
+            return cls(*children, **config)
+        return cls(**config)
+
 
 class Sequential(Module):
     """Modules applied one after another.
@@ -344,6 +384,8 @@ class Sequential(Module):
     *modules : Module
         The children, in order.
     """
+
+    _children_are_arguments = True
 
     def __init__(self, *modules):
         super().__init__()
