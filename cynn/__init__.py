@@ -12,8 +12,9 @@ from .containers import *  # noqa: F401,F403
 from .layers import *  # noqa: F401,F403
 from .lr_scheduler import *  # noqa: F401,F403
 from .module import Module, Sequential, inference_mode
+from .onnx_export import export_onnx
 from .optim import *  # noqa: F401,F403
-from .serialization import load, save
+from .serialization import load, model_info, register, save
 
 __version__ = "0.1.0"
 
@@ -30,6 +31,9 @@ __all__ = [
     "GradcheckError",
     "save",
     "load",
+    "export_onnx",
+    "register",
+    "model_info",
     *containers.__all__,
     *layers.__all__,
     *criterions.__all__,

@@ -3,6 +3,8 @@
     cynn train [--dataset digits] [--model small-cnn] [--optimizer adam] [--augment crop-flip] ...
     cynn compare RUN_DIR [RUN_DIR ...]
     cynn evaluate MODEL.npz [--dataset digits]
+    cynn summary MODEL.npz
+    cynn predict MODEL.npz FILE [FILE ...] [--top 3] [--csv] [--invert]
 
 Every user mistake ends with one line on stderr and exit status 2; never a traceback.
 """
@@ -83,6 +85,24 @@ def build_parser():
     evaluate.add_argument("model_path", metavar="MODEL.npz")
     evaluate.add_argument("--dataset", default=None, help="default: the dataset it was trained on")
     evaluate.add_argument("--seed", type=int, default=None, help="split seed (default: the run's)")
+
+    summary = sub.add_parser("summary", help="layers, output shapes, parameters and MACs of a "
+                             "saved model")
+    summary.add_argument("model_path", metavar="MODEL.npz")
+    summary.add_argument("--input-shape", default=None, metavar="C,H,W",
+                         help="shape of one sample (default: the one stored in the file)")
+
+    predict = sub.add_parser("predict", help="classify image files (PNG, JPEG, ...) or .npy "
+                             "arrays with a saved model")
+    predict.add_argument("model_path", metavar="MODEL.npz")
+    predict.add_argument("files", nargs="+", metavar="FILE")
+    predict.add_argument("--top", type=_positive_int, default=3,
+                         help="how many classes to print per file (default: 3)")
+    predict.add_argument("--csv", action="store_true",
+                         help="print a CSV table: file, predicted class, one probability per class")
+    predict.add_argument("--invert", action="store_true",
+                         help="use 1 - pixel (dark strokes on a light background, for models "
+                         "trained on light-on-dark digits such as MNIST)")
     return parser
 
 
@@ -158,6 +178,15 @@ def _augmentation(config):
     steps = {"flip": [RandomHorizontalFlip()], "crop": [crop],
              "crop-flip": [crop, RandomHorizontalFlip()]}[name]
     return Compose(steps)
+
+
+def _metadata(config):
+    """What a run's model files say beyond the architecture: enough for `cynn evaluate`
+    and `cynn predict` to work from the file alone."""
+    return {"dataset": config["dataset"], "model": config["model"], "seed": config["seed"],
+            "class_names": config.get("class_names"),
+            # The MLP sees images flat; this is the shape they came in.
+            "image_shape": config["input_shape"]}
 
 
 def _make_out_dir(args, model):
@@ -260,8 +289,9 @@ def cmd_train(args):
                  "adamw": lambda: cynn.AdamW(model, lr=config["lr"]),
                  "sgd": lambda: cynn.SGD(model, lr=config["lr"], momentum=0.9)}[optimizer_name]()
     best_path = os.path.join(out, "model.npz")
+    metadata = _metadata(config)
     trainer = Trainer(model, cynn.CrossEntropyCriterion(), optimizer,
-                      callbacks=[Checkpoint(best_path, monitor="val_accuracy")],
+                      callbacks=[Checkpoint(best_path, monitor="val_accuracy", metadata=metadata)],
                       batch_size=config["batch_size"], random_state=config["seed"],
                       verbose=0 if args.quiet else 1, augment=augment)
     val = (_flat_if_needed(data.X_val, config), data.y_val) if len(data.y_val) else None
@@ -280,7 +310,7 @@ def cmd_train(args):
     if val is not None and os.path.exists(best_path):
         cynn.load(model, best_path)      # the best validation epoch
     else:
-        cynn.save(model, best_path)
+        cynn.save(model, best_path, input_shape=trainer.input_shape, metadata=metadata)
     test = trainer.evaluate((_flat_if_needed(data.X_test, config), data.y_test))
     history.to_json(os.path.join(out, "history.json"))
     history.to_csv(os.path.join(out, "history.csv"))
@@ -347,36 +377,83 @@ def cmd_compare(args):
     return 0
 
 
+def _load_model(path):
+    """(model, model_info) of a model file; CLIError for a missing, corrupt or
+    weights-only file."""
+    import cynn
+
+    if not os.path.isfile(path):
+        raise CLIError(f"no such model file: {path!r}")
+    try:
+        info = cynn.model_info(path)
+        if info["architecture"] is None:
+            return None, info
+        return cynn.load(path), info
+    except (ValueError, TypeError) as exc:
+        raise CLIError(f"cannot load {path!r}: {exc}".splitlines()[0]) from None
+    except OSError as exc:
+        raise CLIError(f"cannot read {path!r}: {exc.strerror or exc}") from None
+
+
+def _old_run_model(path):
+    """A weights-only model.npz of an older run: built from the config.json beside it."""
+    import cynn
+
+    config_path = os.path.join(os.path.dirname(os.path.abspath(path)), "config.json")
+    try:
+        with open(config_path) as f:
+            config = json.load(f)
+        config["input_shape"], config["n_classes"], config["model"], config["seed"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise CLIError(f"{path!r} holds weights only and there is no readable config.json "
+                       "beside it to rebuild the model from") from None
+    model = _build(config)
+    try:
+        cynn.load(model, path)
+    except (ValueError, TypeError, OSError) as exc:
+        raise CLIError(f"corrupt or mismatched model file {path!r}: {exc}".splitlines()[0]) from None
+    model.input_shape = ((math.prod(config["input_shape"]),) if _is_flat(config)
+                         else tuple(config["input_shape"]))
+    return model, {"dataset": config.get("dataset"), "seed": config.get("seed", 0),
+                   "class_names": config.get("class_names"), "image_shape": config["input_shape"]}
+
+
+def _model_and_metadata(path):
+    model, info = _load_model(path)
+    if model is None:
+        return _old_run_model(path)
+    return model, dict(info.get("metadata") or {})
+
+
 def cmd_evaluate(args):
     import numpy as np
 
     import cynn
     from cynn.trainers import Trainer
 
-    if not os.path.isfile(args.model_path):
-        raise CLIError(f"no such model file: {args.model_path!r}")
-    config_path = os.path.join(os.path.dirname(os.path.abspath(args.model_path)), "config.json")
-    try:
-        with open(config_path) as f:
-            config = json.load(f)
-        config["input_shape"], config["n_classes"]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise CLIError(f"cannot read the run's config.json next to {args.model_path!r}; "
-                       "evaluate needs the folder written by 'cynn train'") from None
-    dataset = args.dataset or config.get("dataset", "digits")
-    data = _load_data(dataset, config.get("seed", 0) if args.seed is None else args.seed)
-    if list(data.X_test.shape[1:]) != list(config["input_shape"]) or data.n_classes != config["n_classes"]:
-        raise CLIError(f"model {args.model_path!r} was trained on inputs {tuple(config['input_shape'])} with "
-                       f"{config['n_classes']} classes; {dataset!r} has {tuple(data.X_test.shape[1:])} "
-                       f"and {data.n_classes}")
-    model = _build(config)
-    try:
-        cynn.load(model, args.model_path)
-    except (ValueError, TypeError, OSError) as exc:
-        raise CLIError(f"corrupt or mismatched model file {args.model_path!r}: {exc}".splitlines()[0]) from None
+    model, meta = _model_and_metadata(args.model_path)
+    dataset = args.dataset or meta.get("dataset")
+    if dataset is None:
+        raise CLIError(f"{args.model_path!r} does not say which dataset it was trained on; "
+                       "pass --dataset")
+    data = _load_data(dataset, meta.get("seed", 0) if args.seed is None else args.seed)
+    X_test = data.X_test
+    shape = getattr(model, "input_shape", None)
+    if shape is not None and tuple(X_test.shape[1:]) != shape and len(shape) == 1 \
+            and math.prod(X_test.shape[1:]) == shape[0]:
+        X_test = X_test.reshape(len(X_test), -1)      # an MLP sees the images flat
+    if shape is not None and tuple(X_test.shape[1:]) != shape:
+        raise CLIError(f"model {args.model_path!r} takes inputs {shape}; {dataset!r} has "
+                       f"{tuple(data.X_test.shape[1:])}")
     trainer = Trainer(model, cynn.CrossEntropyCriterion(), cynn.SGD(model, lr=1.0), verbose=0)
-    X_test = _flat_if_needed(data.X_test, config)
-    predicted = trainer.predict(X_test).argmax(axis=1)
+    try:
+        scores = trainer.predict(X_test)
+    except ValueError as exc:
+        raise CLIError(f"model {args.model_path!r} does not fit {dataset!r}: {exc}") from None
+    if scores.ndim != 2 or scores.shape[1] != data.n_classes:
+        raise CLIError(f"model {args.model_path!r} has {scores.shape[-1]} outputs; {dataset!r} "
+                       f"has {data.n_classes} classes")
+    predicted = scores.argmax(axis=1)
     accuracy = float(np.mean(predicted == data.y_test))
     n = data.n_classes
     matrix = np.zeros((n, n), dtype=np.int64)
@@ -392,6 +469,158 @@ def cmd_evaluate(args):
     return 0
 
 
+def _shape_argument(text):
+    try:
+        shape = tuple(int(part) for part in text.replace("x", ",").split(","))
+        if not shape or min(shape) <= 0:
+            raise ValueError
+    except ValueError:
+        raise CLIError(f"--input-shape: expected positive integers like 3,32,32, got {text!r}") from None
+    return shape
+
+
+def cmd_summary(args):
+    model, _ = _model_and_metadata(args.model_path)
+    shape = _shape_argument(args.input_shape) if args.input_shape else getattr(model, "input_shape", None)
+    if shape is None:
+        raise CLIError(f"{args.model_path!r} does not record its input shape; pass --input-shape C,H,W")
+    try:
+        table = model.summary(shape)
+    except ValueError as exc:
+        raise CLIError(f"summary of {args.model_path!r} with input shape {shape}: {exc}".splitlines()[0]) from None
+    print(f"{args.model_path}: {type(model).__name__}, input {shape}")
+    print(table)
+    return 0
+
+
+def _last_leaf(module):
+    children = module.children()
+    return module if not children else _last_leaf(children[-1])
+
+
+def _probabilities(model, scores):
+    """Class probabilities from the model's outputs: as they are after a SoftMax,
+    exponentiated after a LogSoftMax, a softmax of them otherwise (logits)."""
+    import numpy as np
+
+    from cynn.functional import softmax
+    from cynn.layers import LogSoftMax, SoftMax
+
+    scores = np.asarray(scores, dtype=np.float64)
+    last = _last_leaf(model)
+    if isinstance(last, SoftMax):
+        return scores
+    if isinstance(last, LogSoftMax):
+        return np.exp(scores)
+    return softmax(scores)
+
+
+def _read_input(path, shape, invert):
+    """(array of shape (n, *shape), what was done): an image file converted to the
+    model's channels and size, or a .npy array of one sample or a batch."""
+    import numpy as np
+
+    if not os.path.isfile(path):
+        raise CLIError(f"{path}: no such file")
+    if path.lower().endswith(".npy"):
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise CLIError(f"{path}: not a readable .npy array ({exc})".splitlines()[0]) from None
+        if array.dtype.kind not in "biuf":
+            raise CLIError(f"{path}: holds {array.dtype} values, not numbers")
+        if tuple(array.shape) == shape:
+            array = array[None]
+        elif len(shape) == 3 and shape[0] == 1 and tuple(array.shape) == shape[1:]:
+            array = array[None, None]
+        elif tuple(array.shape[1:]) != shape:
+            raise CLIError(f"{path}: array of shape {array.shape}; the model takes one sample of "
+                           f"shape {shape} or a batch (N, {', '.join(map(str, shape))})")
+        array = array.astype(np.float32)
+        if invert:
+            array = 1.0 - array
+        if not np.isfinite(array).all():
+            raise CLIError(f"{path}: holds NaN or infinite values")
+        done = f"{len(array)} sample(s) of shape {shape} used as stored" + (", inverted" if invert else "")
+        return array, done
+    if len(shape) != 3 or shape[0] not in (1, 3):
+        raise CLIError(f"{path}: the model takes inputs of shape {shape}, not grey or colour "
+                       "images; give .npy arrays of that shape")
+    try:
+        from PIL import Image, UnidentifiedImageError
+    except ImportError:
+        raise CLIError("reading images needs Pillow: pip install pillow") from None
+    channels, height, width = shape
+    try:
+        with Image.open(path) as image:
+            image.load()
+            original = f"{image.width}x{image.height} {image.mode}"
+            converted = image.convert("L" if channels == 1 else "RGB")
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise CLIError(f"{path}: not an image Pillow can read ({type(exc).__name__})") from None
+    resized = converted.size != (width, height)
+    if resized:
+        converted = converted.resize((width, height), Image.Resampling.LANCZOS)
+    pixels = np.asarray(converted, dtype=np.float32) / 255.0
+    pixels = pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
+    if invert:
+        pixels = 1.0 - pixels
+    done = (f"{original} -> {'grey' if channels == 1 else 'RGB'} {width}x{height}"
+            + (" (resized)" if resized else "") + ", pixels / 255" + (", inverted" if invert else ""))
+    return np.ascontiguousarray(pixels[None]), done
+
+
+def cmd_predict(args):
+    import numpy as np
+
+    import cynn
+
+    model, meta = _model_and_metadata(args.model_path)
+    shape = getattr(model, "input_shape", None)
+    if shape is None:
+        raise CLIError(f"{args.model_path!r} does not record its input shape, so files cannot "
+                       "be converted for it; save it with cynn.save(model, path, input_shape=...)")
+    image_shape = tuple(meta.get("image_shape") or shape)
+    flat = len(shape) == 1 and len(image_shape) == 3 and math.prod(image_shape) == shape[0]
+    model.evaluate()
+    names = meta.get("class_names")
+    failed = 0
+    rows = []
+    for path in args.files:
+        try:
+            X, done = _read_input(path, image_shape if flat else shape, args.invert)
+        except CLIError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        if flat:
+            X = X.reshape(len(X), -1)
+        with cynn.inference_mode():
+            probabilities = _probabilities(model, model.forward(X.astype(_model_dtype(model))))
+        if names is None or len(names) != probabilities.shape[1]:
+            names = [str(k) for k in range(probabilities.shape[1])]
+        for i, p in enumerate(probabilities):
+            label = path if len(X) == 1 else f"{path}[{i}]"
+            rows.append((label, p))
+            if not args.csv:
+                order = np.argsort(-p, kind="stable")[:args.top]
+                best = "  ".join(f"{names[k]} {p[k]:.3f}" for k in order)
+                print(f"{label}: {best}" + (f"   ({done})" if i == 0 else ""))
+    if args.csv and rows:
+        import csv
+
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(["file", "predicted", *names])
+        for label, p in rows:
+            writer.writerow([label, names[int(np.argmax(p))], *(f"{v:.6f}" for v in p)])
+    return 2 if failed else 0
+
+
+def _model_dtype(model):
+    params = model.get_parameters()
+    return params[0].dtype if params else "float32"
+
+
 def main(argv=None):
     parser = build_parser()
     try:
@@ -399,7 +628,9 @@ def main(argv=None):
         if args.command is None:
             parser.print_help()
             return 2
-        return {"train": cmd_train, "compare": cmd_compare, "evaluate": cmd_evaluate}[args.command](args)
+        commands = {"train": cmd_train, "compare": cmd_compare, "evaluate": cmd_evaluate,
+                    "summary": cmd_summary, "predict": cmd_predict}
+        return commands[args.command](args)
     except CLIError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -64,6 +64,11 @@ class Residual(Module):
     shortcut.
     """
 
+    _children_are_arguments = True
+
+    def get_config(self):
+        return {}
+
     def __init__(self, body, shortcut=None):
         super().__init__()
         self.body = _as_module(body, "Residual", "body")
@@ -114,6 +119,8 @@ class Concat(Module):
     *branches : Module
         At least one.  All outputs must agree on every axis but axis 1.
     """
+
+    _children_are_arguments = True
 
     def __init__(self, *branches):
         super().__init__()

@@ -198,7 +198,8 @@ class EarlyStopping(Callback):
 
 
 class Checkpoint(Callback):
-    """Save the model's weights (``cynn.save``, atomic ``.npz``) after an epoch.
+    """Save the model (``cynn.save``, atomic ``.npz``: architecture, weights and the
+    input shape of the training data) after an epoch; ``cynn.load(path)`` rebuilds it.
 
     Parameters
     ----------
@@ -208,10 +209,13 @@ class Checkpoint(Callback):
     save_best_only : bool, default True
         Save only when ``monitor`` improves; otherwise after every epoch.
     mode : 'auto', 'min' or 'max'
+    metadata : dict, optional
+        Written into every file (`cynn.save`), e.g. ``{"class_names": [...]}``.
     """
 
-    def __init__(self, path, monitor="val_loss", save_best_only=True, mode="auto"):
+    def __init__(self, path, monitor="val_loss", save_best_only=True, mode="auto", metadata=None):
         self.path = path
+        self.metadata = metadata
         self.save_best_only = save_best_only
         self._monitor = _Monitor(monitor, mode)
         self.saved = []
@@ -226,7 +230,8 @@ class Checkpoint(Callback):
                 return
             self._monitor.best = value
         path = str(self.path).format(epoch=epoch)
-        save(trainer.model, path)
+        save(trainer.model, path, input_shape=getattr(trainer, "input_shape", None) or None,
+             metadata=self.metadata)
         self.saved.append(path)
 
     def state_dict(self):

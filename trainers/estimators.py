@@ -199,6 +199,28 @@ class _NeuralNet(BaseEstimator):
                           verbose=0)
         return trainer.predict(X)
 
+    def save(self, path):
+        """Write the fitted network to ``path`` as a self-describing cynn model file
+        (`cynn.save`): ``cynn.load(path)`` rebuilds the module in any process, and
+        ``cynn predict``/``cynn summary``/``cynn evaluate`` read it.
+
+        The file records the input shape the module sees (``image_shape``, or
+        ``(n_features_in_,)``) and, for a classifier, ``classes_`` in its metadata
+        (``cynn.model_info(path)["metadata"]``).  Only the network is saved; pickle
+        or joblib the estimator to keep its hyperparameters and optimizer too.
+        """
+        check_is_fitted(self, "module_")
+        shape = tuple(self.image_shape) if self.image_shape is not None else (self.n_features_in_,)
+        metadata = {"estimator": type(self).__name__}
+        if self._is_classifier():
+            metadata["class_names"] = [str(c) for c in self.classes_]
+            if self.classes_.dtype.kind in "biu":
+                metadata["classes"] = [int(c) for c in self.classes_]
+            elif self.classes_.dtype.kind == "U":
+                metadata["classes"] = [str(c) for c in self.classes_]
+        cynn.save(self.module_, path, input_shape=shape, metadata=metadata)
+        return path
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.non_deterministic = False

@@ -216,6 +216,8 @@ class Trainer:
         X, y = _as_xy(train, "train")
         if val is not None:
             _as_xy(val, "val")
+        # The shape of one sample: Checkpoint writes it into the model files.
+        self.input_shape = tuple(int(d) for d in np.shape(X)[1:])
         self.epochs = positive_int(epochs, "epochs")
         self.batches_per_epoch = math.ceil(len(X) / self.batch_size)
         self.stop_training = False

@@ -122,6 +122,12 @@ class Conv2d(Module):
         self._ws = Workspaces()
         self._grad_cache = None
 
+    def get_config(self):
+        return {"in_channels": self.in_channels, "out_channels": self.out_channels,
+                "kernel_size": list(self.kernel_size), "stride": list(self.stride),
+                "padding": list(self.padding), "bias": self.b is not None,
+                "dtype": self.dtype.name, "groups": self.groups}
+
     def __setstate__(self, state):
         state.setdefault("groups", 1)  # pickled before grouped convolutions
         super().__setstate__(state)

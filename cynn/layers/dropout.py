@@ -36,6 +36,11 @@ class Dropout(Module):
         self._rng = check_random_state(random_state)
         self.mask = None
 
+    def get_config(self):
+        # A file does not carry a generator: a rebuilt Dropout draws its masks from
+        # the package generator (cynn.manual_seed).
+        return {"p": self.p}
+
     def _compute_output(self, input):
         x = as_float_array(input, "Dropout")
         check_ndim(x, (1, 2, 3, 4, 5), "Dropout", "with a batch axis")

@@ -47,6 +47,10 @@ class Linear(Module):
         bound = 1.0 / np.sqrt(self.n_in)
         init_weight_and_bias(self, rng, bound, (self.n_out, self.n_in), bias)
 
+    def get_config(self):
+        return {"n_in": self.n_in, "n_out": self.n_out, "bias": self.b is not None,
+                "dtype": self.dtype.name}
+
     def _check_input(self, input):
         x = as_float_array(input, "Linear", self.dtype)
         check_ndim(x, (2,), "Linear", "(N, n_in)")

@@ -74,6 +74,10 @@ class BatchNormalization(Module):
         self._saved = None
         self._ws = Workspaces()
 
+    def get_config(self):
+        return {"alpha": self.alpha, "eps": self.eps, "n_features": self.n_features,
+                "dtype": self.dtype.name}
+
     # Kept for code written against the seed, which spelled it in capitals.
     @property
     def EPS(self):
@@ -208,6 +212,9 @@ class ChannelwiseScaling(Module):
         self.gradBeta = np.zeros_like(self.beta)
         self._ws = Workspaces()
         self._grad_cache = None
+
+    def get_config(self):
+        return {"n_out": self.n_out, "dtype": self.dtype.name}
 
     def _check_input(self, input):
         x = as_float_array(input, "ChannelwiseScaling", self.dtype)
