@@ -27,11 +27,14 @@ class _Activation(Module):
     # None: any shape with a batch axis; a tuple: the allowed ndims.
     _ndims = None
     _shape_name = "(N, *)"
-    def __init__(self, **arguments):
-        """``arguments``: the layer's real-valued constructor arguments (any finite
-        number), stored as attributes and shown by __repr__."""
+    def __init__(self):
         super().__init__()
         self._saved = None  # (the input object forward got, the output it returned)
+        self._arguments = ()
+
+    def _set_arguments(self, **arguments):
+        """The layer's real-valued constructor arguments (any finite number), stored
+        as attributes and shown by __repr__."""
         for name, value in arguments.items():
             setattr(self, name, finite_float(value, name, type(self).__name__))
         self._arguments = tuple(arguments)
@@ -112,7 +115,8 @@ class LeakyReLU(_Activation):
     """
 
     def __init__(self, slope=0.03):
-        super().__init__(slope=slope)
+        super().__init__()
+        self._set_arguments(slope=slope)
 
     # Branch-free forms, which vectorize; both are exact: x + 0 and 0 + slope * x.
     def _apply(self, x):
@@ -142,7 +146,8 @@ class ELU(_Activation):
     """
 
     def __init__(self, alpha=1.0):
-        super().__init__(alpha=alpha)
+        super().__init__()
+        self._set_arguments(alpha=alpha)
 
     def _apply(self, x):
         # The exponential only sees the non-positive part, so large positive inputs
