@@ -142,3 +142,126 @@ def test_mlp_runs_keep_the_parameter_keys_of_older_versions():
     model = cli._build({"model": "mlp", "input_shape": [1, 8, 8], "n_classes": 10, "seed": 0,
                         "dataset": "digits"})
     assert sorted(model.state_dict()) == ["0.W", "0.b", "2.W", "2.b"]
+
+
+# -- the model file alone: evaluate, predict, summary ------------------------------
+def _accuracy(out):
+    return float(next(line for line in out.splitlines() if line.startswith("accuracy: ")).split()[1])
+
+
+def test_evaluate_needs_only_the_model_file(runs, tmp_path, capsys):
+    assert main(["evaluate", str(runs[0] / "model.npz")]) == 0
+    in_run = _accuracy(capsys.readouterr().out)
+    alone = tmp_path / "alone.npz"
+    alone.write_bytes((runs[0] / "model.npz").read_bytes())     # no config.json beside it
+    assert main(["evaluate", str(alone)]) == 0
+    out = capsys.readouterr().out
+    assert "on digits test split (360 samples)" in out and _accuracy(out) == in_run
+
+
+def test_evaluate_reads_weights_only_files_of_older_runs(runs, tmp_path, capsys):
+    import numpy as np
+
+    import cynn
+
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "config.json").write_text((runs[0] / "config.json").read_text())
+    np.savez(old / "model.npz", **cynn.load(str(runs[0] / "model.npz")).state_dict())
+    assert main(["evaluate", str(runs[0] / "model.npz")]) == 0
+    expected = _accuracy(capsys.readouterr().out)
+    assert main(["evaluate", str(old / "model.npz")]) == 0
+    assert _accuracy(capsys.readouterr().out) == expected
+    (old / "config.json").unlink()
+    assert main(["evaluate", str(old / "model.npz")]) == 2
+    assert "holds weights only and there is no readable config.json" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def digit_files(tmp_path_factory):
+    """Test digits as files: an 8x8 grey PNG (exact size), an 80x80 RGB PNG (to be
+    converted and resized), a JPEG, an .npy batch, and the arrays the model should see."""
+    import numpy as np
+    from PIL import Image
+
+    from cynn.datasets import load_dataset
+
+    folder = tmp_path_factory.mktemp("digits")
+    X = load_dataset("digits", random_state=0).X_test[:4]
+    pixels = np.round(X[:, 0] * 255).astype(np.uint8)
+    Image.fromarray(pixels[0]).save(folder / "grey8.png")
+    Image.fromarray(pixels[1]).convert("RGB").resize((80, 80)).save(folder / "rgb80.png")
+    Image.fromarray(pixels[2]).save(folder / "d.jpg")
+    np.save(folder / "batch.npy", X[2:4])
+    (folder / "notes.png").write_text("not an image")
+    np.save(folder / "wrong.npy", np.zeros((3, 5)))
+    return folder, X, pixels
+
+
+def _predicted(out, label):
+    line = next(line for line in out.splitlines() if line.startswith(f"{label}: "))
+    return line.split(": ", 1)[1].split()[0], line
+
+
+def test_predict_classifies_images_and_arrays(runs, digit_files, capsys):
+    import numpy as np
+
+    import cynn
+
+    folder, X, pixels = digit_files
+    model_path = str(runs[0] / "model.npz")
+    files = [folder / "grey8.png", folder / "rgb80.png", folder / "batch.npy"]
+    assert main(["predict", model_path, *map(str, files), "--top", "2"]) == 0
+    out = capsys.readouterr().out
+    model = cynn.load(model_path).evaluate()
+    # The exact-size PNG is the test digit, quantized to 8 bits.
+    seen = (pixels[:1, None] / np.float32(255)).astype(np.float32)
+    expected = str(int(model.forward(seen).argmax()))
+    label, line = _predicted(out, files[0])
+    assert label == expected and "(8x8 L -> grey 8x8, pixels / 255)" in line
+    assert len(line.split("(")[0].split()) == 1 + 2 * 2          # the file and two classes
+    label, line = _predicted(out, files[1])
+    assert "80x80 RGB -> grey 8x8 (resized)" in line
+    for i in range(2):
+        label, _ = _predicted(out, f"{files[2]}[{i}]")
+        assert label == str(int(model.forward(X[2 + i:3 + i]).argmax()))
+
+
+def test_predict_csv_is_a_table_of_probabilities(runs, digit_files, capsys):
+    import csv
+    import io
+
+    folder, _, _ = digit_files
+    assert main(["predict", str(runs[0] / "model.npz"), str(folder / "d.jpg"),
+                 str(folder / "batch.npy"), "--csv"]) == 0
+    rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
+    assert rows[0] == ["file", "predicted", *map(str, range(10))]
+    assert [r[0] for r in rows[1:]] == [str(folder / "d.jpg"), f"{folder / 'batch.npy'}[0]",
+                                        f"{folder / 'batch.npy'}[1]"]
+    for row in rows[1:]:
+        p = [float(v) for v in row[2:]]
+        assert abs(sum(p) - 1) < 1e-4 and row[1] == str(p.index(max(p)))
+
+
+def test_predict_reports_each_bad_file_in_one_line(runs, digit_files, capsys):
+    folder, _, _ = digit_files
+    status = main(["predict", str(runs[0] / "model.npz"), str(folder / "notes.png"),
+                   str(folder / "grey8.png"), str(folder / "wrong.npy"), str(folder / "none.png")])
+    assert status == 2
+    captured = capsys.readouterr()
+    errors = captured.err.strip().splitlines()
+    assert len(errors) == 3 and "Traceback" not in captured.err
+    assert "notes.png: not an image Pillow can read" in errors[0]
+    assert "wrong.npy: array of shape (3, 5); the model takes one sample of shape (1, 8, 8)" in errors[1]
+    assert "none.png: no such file" in errors[2]
+    assert "grey8.png: " in captured.out                   # the good file is still classified
+
+
+def test_predict_with_an_mlp_run_flattens_the_image(tmp_path, digit_files, capsys):
+    folder, _, _ = digit_files
+    run = tmp_path / "mlp"
+    assert main(["train", "--model", "mlp", "--epochs", "1", "--out", str(run), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(run / "model.npz"), str(folder / "grey8.png"), "--invert"]) == 0
+    out = capsys.readouterr().out
+    assert "-> grey 8x8, pixels / 255, inverted" in out
