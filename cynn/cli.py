@@ -5,6 +5,7 @@
     cynn evaluate MODEL.npz [--dataset digits]
     cynn summary MODEL.npz
     cynn predict MODEL.npz FILE [FILE ...] [--top 3] [--csv] [--invert]
+    cynn export MODEL.npz [MODEL.onnx]
 
 Every user mistake ends with one line on stderr and exit status 2; never a traceback.
 """
@@ -103,6 +104,13 @@ def build_parser():
     predict.add_argument("--invert", action="store_true",
                          help="use 1 - pixel (dark strokes on a light background, for models "
                          "trained on light-on-dark digits such as MNIST)")
+
+    export = sub.add_parser("export", help="write a saved model as ONNX (needs the onnx extra)")
+    export.add_argument("model_path", metavar="MODEL.npz")
+    export.add_argument("out", nargs="?", default=None, metavar="MODEL.onnx",
+                        help="default: MODEL.npz with the suffix .onnx")
+    export.add_argument("--input-shape", default=None, metavar="C,H,W",
+                        help="shape of one sample (default: the one stored in the file)")
     return parser
 
 
@@ -493,6 +501,27 @@ def cmd_summary(args):
     return 0
 
 
+def cmd_export(args):
+    import cynn
+
+    model, _ = _model_and_metadata(args.model_path)
+    shape = _shape_argument(args.input_shape) if args.input_shape else getattr(model, "input_shape", None)
+    if shape is None:
+        raise CLIError(f"{args.model_path!r} does not record its input shape; pass --input-shape C,H,W")
+    out = args.out or os.path.splitext(args.model_path)[0] + ".onnx"
+    try:
+        cynn.export_onnx(model, out, shape)
+    except ImportError as exc:
+        raise CLIError(str(exc)) from None
+    except (ValueError, TypeError) as exc:
+        raise CLIError(f"cannot export {args.model_path!r}: {exc}".splitlines()[0]) from None
+    except OSError as exc:
+        raise CLIError(f"cannot write {out!r}: {exc.strerror or exc}") from None
+    print(f"wrote {out}: ONNX opset {cynn.onnx_export.OPSET}, input 'input' (N, "
+          f"{', '.join(map(str, shape))}) float32, output 'output'")
+    return 0
+
+
 def _last_leaf(module):
     children = module.children()
     return module if not children else _last_leaf(children[-1])
@@ -629,7 +658,7 @@ def main(argv=None):
             parser.print_help()
             return 2
         commands = {"train": cmd_train, "compare": cmd_compare, "evaluate": cmd_evaluate,
-                    "summary": cmd_summary, "predict": cmd_predict}
+                    "summary": cmd_summary, "predict": cmd_predict, "export": cmd_export}
         return commands[args.command](args)
     except CLIError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -409,7 +409,7 @@ _CONVERTERS = {
 _CONTAINERS = (Sequential, Residual, Concat)
 
 
-def export_onnx(model, path, input_shape):
+def export_onnx(model, path, input_shape=None):
     """Write ``model``'s evaluation-mode computation to ``path`` as an ONNX model.
 
     The graph has one input ``"input"`` of shape ``(N, *input_shape)`` and one output
@@ -430,9 +430,10 @@ def export_onnx(model, path, input_shape):
     model : Module
     path : str, os.PathLike or None
         The ``.onnx`` file to write; None only builds and returns the model.
-    input_shape : tuple of int
+    input_shape : tuple of int, optional
         One sample's shape, without the batch axis: ``(1, 28, 28)`` for images,
-        ``(64,)`` for feature vectors.
+        ``(64,)`` for feature vectors.  Default: the model's ``input_shape`` attribute,
+        which models loaded from a file (`cynn.load`) carry.
 
     Returns
     -------
@@ -473,6 +474,11 @@ def export_onnx(model, path, input_shape):
     """
     if not isinstance(model, Module):
         raise TypeError(f"export_onnx expects a cynn Module, got {type(model).__name__}")
+    if input_shape is None:
+        input_shape = getattr(model, "input_shape", None)
+        if input_shape is None:
+            raise ValueError("export_onnx: pass input_shape, the shape of one sample such as "
+                             "(1, 28, 28); this model does not record one")
     shape = _check_input_shape(input_shape)
     onnx, helper, numpy_helper = _import_onnx()
     from . import __version__

@@ -265,3 +265,22 @@ def test_predict_with_an_mlp_run_flattens_the_image(tmp_path, digit_files, capsy
     assert main(["predict", str(run / "model.npz"), str(folder / "grey8.png"), "--invert"]) == 0
     out = capsys.readouterr().out
     assert "-> grey 8x8, pixels / 255, inverted" in out
+
+
+def test_export_writes_an_onnx_file_that_onnxruntime_agrees_with(runs, tmp_path, capsys):
+    import numpy as np
+    import onnxruntime
+
+    import cynn
+
+    out = tmp_path / "digits.onnx"
+    assert main(["export", str(runs[0] / "model.npz"), str(out)]) == 0
+    assert f"wrote {out}: ONNX opset 21, input 'input' (N, 1, 8, 8)" in capsys.readouterr().out
+    x = np.random.default_rng(0).random((3, 1, 8, 8), dtype=np.float32)
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    expected = cynn.load(str(runs[0] / "model.npz")).evaluate().forward(x)
+    np.testing.assert_allclose(session.run(None, {"input": x})[0], expected, rtol=1e-5,
+                               atol=1e-6 * np.abs(expected).max())
+    assert main(["export", str(runs[0] / "model.npz"), str(tmp_path / "x.onnx"),
+                 "--input-shape", "3,8,8"]) == 2
+    assert "does not fit the model" in capsys.readouterr().err
