@@ -396,8 +396,11 @@ def test_input_shape_that_does_not_fit_the_model():
         with pytest.raises(ValueError, match=r"input_shape must be .* got " + repr(bad)
                            .replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
             cynn.export_onnx(model, None, bad)
-    with pytest.raises(TypeError, match="input_shape must be"):
+    with pytest.raises(ValueError, match="pass input_shape.*this model does not record one"):
         cynn.export_onnx(model, None, None)
+    model.input_shape = (3, 16, 16)        # as cynn.load sets it from a model file
+    assert cynn.export_onnx(model, None).graph.input[0].type.tensor_type.shape.dim[1].dim_value == 3
+    del model.input_shape
     with pytest.raises(TypeError, match="expects a cynn Module, got str"):
         cynn.export_onnx("model", None, (3, 16, 16))
     with pytest.raises(ValueError, match="empty Sequential"):
