@@ -333,6 +333,24 @@ class Module:
     def __repr__(self):
         return f"{type(self).__name__}()"
 
+    def summary(self, input_shape=None):
+        """Table of this model's modules: output shape, parameters and
+        multiply-accumulates per sample, with the totals; see `cynn.summary.summary`.
+
+        Parameters
+        ----------
+        input_shape : tuple of int, optional
+            One sample's shape, without the batch axis; default ``self.input_shape``.
+
+        Returns
+        -------
+        cynn.summary.Summary
+            ``print(model.summary((3, 32, 32)))`` prints the table.
+        """
+        from .summary import summary  # not at the top: `import cynn` stays light
+
+        return summary(self, input_shape)
+
     # -- architecture (what cynn.save writes beside the weights) ----------------
     # Containers whose constructor takes their children (Sequential(*modules),
     # Residual(body, shortcut), Concat(*branches)) set this: they are rebuilt as
