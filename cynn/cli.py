@@ -494,7 +494,7 @@ def cmd_summary(args):
         raise CLIError(f"{args.model_path!r} does not record its input shape; pass --input-shape C,H,W")
     try:
         table = model.summary(shape)
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:
         raise CLIError(f"summary of {args.model_path!r} with input shape {shape}: {exc}".splitlines()[0]) from None
     print(f"{args.model_path}: {type(model).__name__}, input {shape}")
     print(table)

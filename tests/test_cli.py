@@ -284,3 +284,20 @@ def test_export_writes_an_onnx_file_that_onnxruntime_agrees_with(runs, tmp_path,
     assert main(["export", str(runs[0] / "model.npz"), str(tmp_path / "x.onnx"),
                  "--input-shape", "3,8,8"]) == 2
     assert "does not fit the model" in capsys.readouterr().err
+
+
+def test_summary_of_a_model_file(runs, capsys):
+    import cynn
+
+    path = str(runs[0] / "model.npz")
+    assert main(["summary", path]) == 0
+    out = capsys.readouterr().out
+    model = cynn.load(path)
+    n_params = sum(p.size for p in model.get_parameters())
+    assert f"{path}: Sequential, input (1, 8, 8)" in out
+    assert f"Total parameters: {n_params:,}" in out and "Total MACs: " in out
+    assert main(["summary", path, "--input-shape", "1,16,16"]) == 2
+    err = capsys.readouterr().err
+    assert "with input shape (1, 16, 16)" in err and len(err.strip().splitlines()) == 1
+    assert main(["summary", path, "--input-shape", "a,b"]) == 2
+    assert "expected positive integers like 3,32,32, got 'a,b'" in capsys.readouterr().err
