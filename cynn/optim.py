@@ -27,7 +27,7 @@ from ._validation import (check_state_keys, flag, fraction, non_negative_float, 
                           positive_float)
 from .module import Module, claim, release
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm"]
 
 
 # -- optimizers ---------------------------------------------------------------------
@@ -433,6 +433,70 @@ class AdamW(Adam):
         if self.weight_decay != 0:
             param *= 1.0 - self.lr * self.weight_decay
         return grad
+
+
+# -- gradient clipping ---------------------------------------------------------------
+def clip_grad_norm(gradients, max_norm, norm_type=2.0, error_if_nonfinite=False):
+    r"""Scale gradients in place so that their global norm is at most ``max_norm``;
+    return the norm they had before, as PyTorch's ``torch.nn.utils.clip_grad_norm_``.
+
+    .. math:: \|g\| = \Big(\sum_i \sum_j |g_{ij}|^p\Big)^{1/p}, \qquad
+              g_i \leftarrow g_i \cdot \min\Big(1, \frac{\text{max\_norm}}
+              {\|g\| + 10^{-6}}\Big)
+
+    over all the gradient arrays at once (one norm, not one per array), so the
+    direction of the step is kept.  Call it between ``backward`` and
+    ``optimizer.step()``; `cynn.trainers.GradientClipping` does that in a Trainer, and
+    the estimators' ``clip_grad_norm=`` parameter uses it.
+
+    Parameters
+    ----------
+    gradients : Module or iterable of ndarray
+        A module (its `Module.get_parameters_grad` arrays are clipped) or the gradient
+        arrays themselves.
+    max_norm : float
+        Positive.
+    norm_type : float, default 2.0
+        ``p >= 1``, or ``math.inf`` for the largest absolute entry.
+    error_if_nonfinite : bool, default False
+        Raise RuntimeError, changing nothing, when the norm is NaN or infinite;
+        otherwise the gradients are scaled by a NaN factor as in PyTorch.
+
+    Returns
+    -------
+    float
+        The global norm before clipping (summed in float64).
+    """
+    max_norm = positive_float(max_norm, "max_norm", "clip_grad_norm")
+    norm_type = float(norm_type) if isinstance(norm_type, (int, float)) and \
+        not isinstance(norm_type, bool) else norm_type
+    if not isinstance(norm_type, float) or not (norm_type >= 1):
+        raise ValueError(f"clip_grad_norm: norm_type must be a number >= 1 or math.inf, got "
+                         f"{norm_type!r}")
+    grads = gradients.get_parameters_grad() if isinstance(gradients, Module) else list(gradients)
+    for i, g in enumerate(grads):
+        if not isinstance(g, np.ndarray) or g.dtype.kind != "f":
+            raise TypeError(f"clip_grad_norm: gradient {i} must be a floating-point ndarray, got "
+                            f"{getattr(g, 'dtype', type(g).__name__)}")
+    if not grads:
+        return 0.0
+    if norm_type == math.inf:
+        total = max(float(np.max(np.abs(g))) if g.size else 0.0 for g in grads)
+    elif norm_type == 2.0:
+        total = math.sqrt(sum(float(np.dot(r, r)) for r in
+                              (g.ravel().astype(np.float64) for g in grads)))
+    else:
+        total = sum(float(np.sum(np.abs(g, dtype=np.float64) ** norm_type)) for g in grads)
+        total = total ** (1.0 / norm_type)
+    if not math.isfinite(total) and error_if_nonfinite:
+        raise RuntimeError(f"clip_grad_norm: the total norm of order {norm_type} of the "
+                           f"gradients is {total}; the gradients were not changed")
+    coefficient = max_norm / (total + 1e-6)
+    if coefficient < 1.0 or not math.isfinite(total):
+        with np.errstate(invalid="ignore"):      # inf * 0 is NaN, as in PyTorch
+            for g in grads:
+                g *= g.dtype.type(coefficient)
+    return total
 
 
 _SCHEDULE_NAMES = ("LRScheduler", "StepLR", "ExponentialLR", "CosineAnnealingLR",

@@ -1,6 +1,6 @@
 """Training loop, callbacks, histories and scikit-learn estimators (installed as cynn.trainers)."""
-from .callbacks import (Callback, Checkpoint, CSVLogger, EarlyStopping, LRScheduler,
-                        LRSchedulerCallback, ProgressBar)
+from .callbacks import (Callback, Checkpoint, CSVLogger, EarlyStopping, GradientClipping,
+                        LRScheduler, LRSchedulerCallback, ProgressBar)
 from .estimators import NeuralNetClassifier, NeuralNetRegressor
 from .history import History
 from cynn.models import mlp, small_cnn
@@ -16,6 +16,7 @@ __all__ = [
     "ProgressBar",
     "EarlyStopping",
     "Checkpoint",
+    "GradientClipping",
     "LRSchedulerCallback",
     "LRScheduler",  # deprecated alias of LRSchedulerCallback
     "CSVLogger",

@@ -4,7 +4,9 @@ The loop calls, in order::
 
     on_train_begin(trainer)
       on_epoch_begin(trainer, epoch)
-        on_batch_begin(trainer, batch)  /  on_batch_end(trainer, batch, logs)   per batch
+        on_batch_begin(trainer, batch)                                  per batch
+          on_grad_computed(trainer, batch)   after backward, before the optimizer step
+        on_batch_end(trainer, batch, logs)
       on_epoch_end(trainer, epoch, logs)
     on_train_end(trainer)
 
@@ -39,6 +41,10 @@ class Callback:
 
     def on_batch_end(self, trainer, batch, logs):
         pass
+
+    def on_grad_computed(self, trainer, batch):
+        """The gradients of the batch are in the model's gradient arrays and the
+        optimizer has not stepped yet: the place to inspect or change them."""
 
     # What a resumed run needs of this callback (see cynn.trainers.state): a dict of
     # numbers, strings, lists and arrays.  Stateless callbacks keep these defaults.
@@ -240,6 +246,40 @@ class Checkpoint(Callback):
     def load_state_dict(self, state):
         self._monitor.best = float(state["best"])
         self.saved = list(state["saved"])
+
+
+class GradientClipping(Callback):
+    """Clip the gradients' global norm before every optimizer step
+    (`cynn.clip_grad_norm`), as skorch's ``GradientNormClipping`` or Keras'
+    ``clipnorm``.
+
+    Parameters
+    ----------
+    max_norm : float
+    norm_type : float, default 2.0
+
+    Attributes
+    ----------
+    last_norm : float or None
+        The norm of the last batch's gradients, before clipping.
+    """
+
+    def __init__(self, max_norm, norm_type=2.0):
+        from cynn.optim import clip_grad_norm
+
+        # Checked now, so a bad value fails before training starts.
+        clip_grad_norm([], max_norm, norm_type)
+        self.max_norm = max_norm
+        self.norm_type = norm_type
+        self.last_norm = None
+
+    def on_grad_computed(self, trainer, batch):
+        from cynn.optim import clip_grad_norm
+
+        self.last_norm = clip_grad_norm(trainer.model, self.max_norm, self.norm_type)
+
+    def __repr__(self):
+        return f"GradientClipping(max_norm={self.max_norm}, norm_type={self.norm_type})"
 
 
 class LRSchedulerCallback(Callback):

@@ -22,7 +22,7 @@ from cynn.functional import softmax
 from cynn._validation import (callable_or_none, collect_errors, fraction, non_negative_float,
                               non_negative_int, positive_float, positive_int)
 
-from .callbacks import Callback, EarlyStopping
+from .callbacks import Callback, EarlyStopping, GradientClipping
 from cynn.models import build
 from .trainer import Trainer
 
@@ -35,7 +35,8 @@ class _NeuralNet(BaseEstimator):
     def __init__(self, module=None, image_shape=None, criterion=None, optimizer="adam", lr=1e-3,
                  momentum=0.9, weight_decay=0.0, batch_size=64, max_epochs=20,
                  validation_fraction=0.1, early_stopping=False, patience=5, callbacks=None,
-                 random_state=None, verbose=0, dtype="float32", warm_start=False, augment=None):
+                 random_state=None, verbose=0, dtype="float32", warm_start=False, augment=None,
+                 clip_grad_norm=None):
         self.module = module
         self.image_shape = image_shape
         self.criterion = criterion
@@ -54,6 +55,7 @@ class _NeuralNet(BaseEstimator):
         self.dtype = dtype
         self.warm_start = warm_start
         self.augment = augment
+        self.clip_grad_norm = clip_grad_norm
 
     # -- validation ---------------------------------------------------------------
     def _validate_params(self):
@@ -90,6 +92,8 @@ class _NeuralNet(BaseEstimator):
                 errors.append(f"image_shape must be (channels, height, width), got {shape!r}")
         if self.callbacks is not None and not all(isinstance(cb, Callback) for cb in self.callbacks):
             errors.append("callbacks must be None or a list of cynn.trainers.Callback")
+        if self.clip_grad_norm is not None:
+            check(positive_float, self.clip_grad_norm, "clip_grad_norm")
         check(callable_or_none, self.augment, "augment",
               requirement="None or a callable (X_batch, rng) -> X_batch, such as "
                           "cynn.datasets.Compose([...])")
@@ -154,6 +158,8 @@ class _NeuralNet(BaseEstimator):
 
     def _trainer(self, extra_callbacks=()):
         callbacks = [copy.deepcopy(cb) for cb in (self.callbacks or [])] + list(extra_callbacks)
+        if self.clip_grad_norm is not None:
+            callbacks.append(GradientClipping(self.clip_grad_norm))
         # The augmentation is the Trainer's: applied to the training batches of fit
         # only, never to the early-stopping split, nor in predict or score (so never
         # to a held-out fold of cross_val_score or GridSearchCV).
@@ -271,6 +277,9 @@ class NeuralNetClassifier(ClassifierMixin, _NeuralNet):
         `predict_proba` or `score`; in `cross_val_score` and `GridSearchCV` the
         held-out fold is therefore never augmented.  The draws come from
         ``random_state``, so a fixed one still gives bit-identical fits.
+    clip_grad_norm : float, optional
+        Scale each batch's gradients so that their global L2 norm is at most this
+        (`cynn.clip_grad_norm`, through the `GradientClipping` callback).
 
     Attributes
     ----------

@@ -182,7 +182,11 @@ class Trainer:
 
     def _call(self, hook, *args):
         for cb in self.callbacks:
-            getattr(cb, hook)(self, *args)
+            # A callback written before a hook existed (on_grad_computed) need not
+            # have it.
+            method = getattr(cb, hook, None)
+            if method is not None:
+                method(self, *args)
 
     def fit(self, train, val=None, epochs=10, resume_from=None, state_path=None):
         """Train for ``epochs`` epochs (fewer if a callback stops it or on Ctrl-C).
@@ -270,6 +274,7 @@ class Trainer:
                     f"non-finite loss ({loss}) at epoch {epoch}, batch {batch}; training stopped "
                     "and the model was left at its last finite weights (try a lower learning rate)")
             self.model.backward(xb, self.criterion.backward(output, yb))
+            self._call("on_grad_computed", batch)
             self.optimizer.step()
             if not all(np.isfinite(p).all() for p in self.model.get_parameters()):
                 snapshot.restore()
