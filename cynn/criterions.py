@@ -7,6 +7,10 @@ axis 0.
 
 Targets are either integer class labels of shape ``(N,)`` (any integer dtype, each in
 ``[0, C)``) or float rows of shape ``(N, C)`` (one-hot or class probabilities).
+
+``sample_weight`` (``(N,)``, non-negative, not all 0) turns the mean into a weighted
+mean, :math:`L = \sum_n w_n \ell_n / \sum_n w_n`: in one batch a weight of 2 counts
+a sample exactly as showing it twice.
 """
 import numpy as np
 
@@ -33,15 +37,48 @@ class Criterion:
         self._output = None
         self._input_grad = None
 
-    def forward(self, input, target):
-        """The loss of ``input`` against ``target``, as a Python float."""
-        self._output = float(self._compute_output(input, target))
+    def forward(self, input, target, sample_weight=None):
+        """The loss of ``input`` against ``target``, as a Python float; with
+        ``sample_weight``, the weighted mean of the per-sample losses."""
+        if sample_weight is None:
+            self._output = float(self._compute_output(input, target))
+        else:
+            w = self._check_weights(sample_weight, input)
+            losses = self._sample_losses(input, target)
+            self._output = float(np.dot(w, losses) / w.sum())
         return self._output
 
-    def backward(self, input, target):
+    def backward(self, input, target, sample_weight=None):
         """The gradient of the loss with respect to ``input``, in the input's dtype."""
-        self._input_grad = self._compute_input_grad(input, target)
+        grad = self._compute_input_grad(input, target)
+        if sample_weight is not None:
+            # The unweighted gradient's row n is (1/N) d l_n / d x_n; the weighted
+            # loss's is (w_n / sum w) d l_n / d x_n.
+            w = self._check_weights(sample_weight, input)
+            scale = (w * (len(w) / w.sum())).astype(grad.dtype)
+            grad = grad * scale.reshape((-1,) + (1,) * (grad.ndim - 1))
+        self._input_grad = grad
         return self._input_grad
+
+    def _sample_losses(self, input, target):
+        """The per-sample losses ``l_n`` (float64, shape ``(N,)``) whose mean is the
+        loss; needed for ``sample_weight``."""
+        raise TypeError(f"{type(self).__name__} does not support sample_weight (it has no "
+                        "_sample_losses)")
+
+    def _check_weights(self, sample_weight, input):
+        owner = type(self).__name__
+        w = as_real_array(sample_weight, owner, name="sample_weight").astype(np.float64)
+        n = np.shape(input)[0] if np.ndim(input) else None
+        if w.ndim != 1 or w.shape[0] != n:
+            raise ValueError(f"{owner}: sample_weight must have shape ({n},), one weight per "
+                             f"sample, got {w.shape}")
+        if not np.isfinite(w).all() or (w < 0).any():
+            bad = w[~np.isfinite(w) | (w < 0)][0]
+            raise ValueError(f"{owner}: sample_weight must be finite and non-negative, got {bad}")
+        if w.sum() == 0:
+            raise ValueError(f"{owner}: sample_weight sums to 0; at least one sample must count")
+        return w
 
     __call__ = forward
 
@@ -103,12 +140,13 @@ def _one_hot(labels, x, owner):
     return onehot
 
 
-def _target_dot(t, values):
-    """``sum(t * values)`` in float64, where entries with ``t == 0`` count as 0 even when
-    the value is -inf (the log-probability of an impossible class that is not the target)."""
+def _target_dot(t, values, axis=None):
+    """``sum(t * values)`` in float64 (per row with ``axis=1``), where entries with
+    ``t == 0`` count as 0 even when the value is -inf (the log-probability of an
+    impossible class that is not the target)."""
     products = np.zeros(t.shape, dtype=np.float64)
     np.multiply(t, values, out=products, where=t != 0)
-    return products.sum()
+    return products.sum(axis=axis)
 
 
 class MSECriterion(Criterion):
@@ -132,6 +170,11 @@ class MSECriterion(Criterion):
         x = self._check_input(input, any_shape=True)
         diff = x.astype(np.float64) - self._target_matrix(x, target)
         return np.vdot(diff, diff) / x.shape[0]
+
+    def _sample_losses(self, input, target):
+        x = self._check_input(input, any_shape=True)
+        diff = (x.astype(np.float64) - self._target_matrix(x, target)).reshape(len(x), -1)
+        return np.einsum("ij,ij->i", diff, diff)
 
     def _compute_input_grad(self, input, target):
         x = self._check_input(input, any_shape=True)
@@ -169,6 +212,10 @@ class ClassNLLCriterionUnstable(Criterion):
         t = self._target_matrix(x, target)
         return -_target_dot(t, np.log(self._clipped(x))) / x.shape[0]
 
+    def _sample_losses(self, input, target):
+        x = self._check_input(input)
+        return -_target_dot(self._target_matrix(x, target), np.log(self._clipped(x)), axis=1)
+
     def _compute_input_grad(self, input, target):
         x = self._check_input(input)
         t = self._target_matrix(x, target)
@@ -198,6 +245,10 @@ class ClassNLLCriterion(Criterion):
         x = self._check_input(input)
         return -_target_dot(self._target_matrix(x, target), x) / x.shape[0]
 
+    def _sample_losses(self, input, target):
+        x = self._check_input(input)
+        return -_target_dot(self._target_matrix(x, target), x, axis=1)
+
     def _compute_input_grad(self, input, target):
         x = self._check_input(input)
         return self._target_matrix(x, target) / x.dtype.type(-x.shape[0])
@@ -225,6 +276,10 @@ class CrossEntropyCriterion(Criterion):
     def _compute_output(self, input, target):
         x = self._check_input(input)
         return -_target_dot(self._target_matrix(x, target), log_softmax(x)) / x.shape[0]
+
+    def _sample_losses(self, input, target):
+        x = self._check_input(input)
+        return -_target_dot(self._target_matrix(x, target), log_softmax(x), axis=1)
 
     def _compute_input_grad(self, input, target):
         x = self._check_input(input)

@@ -15,7 +15,19 @@ import cynn
 from cynn.trainers import NeuralNetClassifier, NeuralNetRegressor
 
 
-@parametrize_with_checks([NeuralNetClassifier(random_state=0), NeuralNetRegressor(random_state=0)])
+def _expected_failures(estimator):
+    if isinstance(estimator, NeuralNetRegressor):
+        # Weight 2 equals the row shown twice within one batch (tested exactly below),
+        # but the check's 2x-longer duplicated data is split into other shuffled
+        # minibatches, so the two fits see different batches; scikit-learn exempts its
+        # own MLPRegressor/SGD estimators from this check for the same reason.
+        return {"check_sample_weight_equivalence_on_dense_data":
+                "minibatch training: duplicated rows land in other batches than weighted ones"}
+    return {}
+
+
+@parametrize_with_checks([NeuralNetClassifier(random_state=0), NeuralNetRegressor(random_state=0)],
+                         expected_failed_checks=_expected_failures, xfail_strict=True)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 

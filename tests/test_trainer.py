@@ -163,7 +163,7 @@ def test_progress_bar_is_silent_with_verbose_0(digits, capsys):
 @pytest.mark.parametrize("kwargs,exc,pattern", [
     (dict(epochs=0), ValueError, "epochs must be a positive integer, got 0"),
     (dict(train=([1, 2], [1])), ValueError, "X has 2 samples but y has 1"),
-    (dict(train=np.zeros((3, 1, 8, 8))), TypeError, r"\(X, y\) pair"),
+    (dict(train=np.zeros((3, 1, 8, 8))), TypeError, r"a tuple \(X, y\) or \(X, y, sample_weight\)"),
 ])
 def test_fit_argument_errors(digits, kwargs, exc, pattern):
     args = dict(train=digits.train, epochs=1)

@@ -14,7 +14,9 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.model_selection import train_test_split
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+from sklearn.utils.class_weight import compute_sample_weight
+from sklearn.utils.validation import (_check_sample_weight, check_is_fitted, column_or_1d,
+                                      validate_data)
 
 import cynn
 from cynn._random import derive_seed
@@ -169,22 +171,36 @@ class _NeuralNet(BaseEstimator):
         trainer.history = self.history_
         return trainer
 
-    def _split(self, X, y, stratify):
+    def _split(self, X, y, w, stratify):
         if not (self.early_stopping and self.validation_fraction):
-            return (X, y), None
+            return ((X, y) if w is None else (X, y, w)), None
         strat = y if stratify else None
+        arrays = (X, y) if w is None else (X, y, w)
         try:
-            X_tr, X_val, y_tr, y_val = train_test_split(
-                X, y, test_size=self.validation_fraction, stratify=strat,
-                random_state=int(self._rng_.integers(2**31 - 1)))
+            parts = train_test_split(*arrays, test_size=self.validation_fraction, stratify=strat,
+                                     random_state=int(self._rng_.integers(2**31 - 1)))
         except ValueError:
             # Too few samples of a class to stratify: split without it.
-            X_tr, X_val, y_tr, y_val = train_test_split(
-                X, y, test_size=self.validation_fraction, random_state=int(self._rng_.integers(2**31 - 1)))
-        return (X_tr, y_tr), (X_val, y_val)
+            parts = train_test_split(*arrays, test_size=self.validation_fraction,
+                                     random_state=int(self._rng_.integers(2**31 - 1)))
+        # The validation loss that early stopping watches is unweighted.
+        return tuple(parts[0::2]), (parts[1], parts[3])
 
-    def _fit_epochs(self, X, y, epochs, stratify):
-        train, val = self._split(X, y, stratify)
+    def _weights(self, X, y, sample_weight):
+        """Per-sample weights from ``sample_weight`` and (classifiers) ``class_weight``,
+        or None when both are None (the unweighted loop, bit for bit)."""
+        class_weight = getattr(self, "class_weight", None)
+        if sample_weight is None and class_weight is None:
+            return None
+        w = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+        if class_weight is not None:
+            w = w * compute_sample_weight(class_weight, y)
+        if not w.any():
+            raise ValueError("sample_weight (times class_weight) is 0 for every sample")
+        return w
+
+    def _fit_epochs(self, X, y, epochs, stratify, w=None):
+        train, val = self._split(X, y, w, stratify)
         extra = [EarlyStopping("val_loss", patience=self.patience)] if val is not None else []
         trainer = self._trainer(extra)
         trainer.fit(train, val, epochs=epochs)
@@ -280,12 +296,30 @@ class NeuralNetClassifier(ClassifierMixin, _NeuralNet):
     clip_grad_norm : float, optional
         Scale each batch's gradients so that their global L2 norm is at most this
         (`cynn.clip_grad_norm`, through the `GradientClipping` callback).
+    class_weight : None, 'balanced' or dict, default None
+        Weights of the classes in the loss, as in scikit-learn's linear models:
+        'balanced' is ``n_samples / (n_classes * count(class))``; a dict maps labels
+        to weights (missing labels weigh 1).  Multiplies ``sample_weight``.
 
     Attributes
     ----------
     classes_, n_features_in_, module_, history_, n_iter_, loss_curve_,
     validation_scores_ (validation accuracy per epoch, or None)
     """
+
+    def __init__(self, module=None, image_shape=None, criterion=None, optimizer="adam", lr=1e-3,
+                 momentum=0.9, weight_decay=0.0, batch_size=64, max_epochs=20,
+                 validation_fraction=0.1, early_stopping=False, patience=5, callbacks=None,
+                 random_state=None, verbose=0, dtype="float32", warm_start=False, augment=None,
+                 clip_grad_norm=None, class_weight=None):
+        super().__init__(module=module, image_shape=image_shape, criterion=criterion,
+                         optimizer=optimizer, lr=lr, momentum=momentum,
+                         weight_decay=weight_decay, batch_size=batch_size,
+                         max_epochs=max_epochs, validation_fraction=validation_fraction,
+                         early_stopping=early_stopping, patience=patience, callbacks=callbacks,
+                         random_state=random_state, verbose=verbose, dtype=dtype,
+                         warm_start=warm_start, augment=augment, clip_grad_norm=clip_grad_norm)
+        self.class_weight = class_weight
 
     def _is_classifier(self):
         return True
@@ -301,21 +335,36 @@ class NeuralNetClassifier(ClassifierMixin, _NeuralNet):
             raise ValueError(f"y contains labels {unknown[:5].tolist()} not in classes {classes.tolist()}")
         return index.astype(np.int64)
 
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Train from scratch (or from the last weights with ``warm_start``) for
-        ``max_epochs`` epochs."""
+        ``max_epochs`` epochs.
+
+        ``sample_weight`` (one non-negative weight per row) weighs each sample's loss:
+        every batch's loss is the weighted mean, so in one batch a weight of 2 counts
+        as the row shown twice.  ``class_weight`` multiplies it.
+        """
         self._validate_params()
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
         y = column_or_1d(y, warn=True)
         check_classification_targets(y)
+        w = self._weights(X, y, sample_weight)
         classes = np.unique(y)
         if not (self.warm_start and hasattr(self, "module_") and np.array_equal(classes, self.classes_)):
             self.classes_ = classes
             self._initialize(X.shape[1], len(classes))
-        return self._fit_epochs(self._reshape(X), self._encode(y, self.classes_), self.max_epochs, True)
+        return self._fit_epochs(self._reshape(X), self._encode(y, self.classes_), self.max_epochs,
+                                True, w)
 
-    def partial_fit(self, X, y, classes=None):
-        """One epoch on (X, y); ``classes`` (all labels) is required on the first call."""
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
+        """One epoch on (X, y); ``classes`` (all labels) is required on the first call.
+
+        ``class_weight='balanced'`` is refused here, as by scikit-learn's SGD
+        estimators: one call's counts are not the data's; pass a dict (for example from
+        ``sklearn.utils.class_weight.compute_class_weight`` on all labels)."""
+        if isinstance(self.class_weight, str):
+            raise ValueError("class_weight='balanced' is not supported by partial_fit: one "
+                             "call's class counts are not the data's; pass a dict of weights, "
+                             "e.g. from sklearn.utils.class_weight.compute_class_weight")
         first = not hasattr(self, "module_")
         if first:
             self._validate_params()
@@ -330,7 +379,8 @@ class NeuralNetClassifier(ClassifierMixin, _NeuralNet):
         elif classes is not None and not np.array_equal(np.unique(classes), self.classes_):
             raise ValueError(f"classes {np.unique(classes).tolist()} differ from the first call's "
                              f"{self.classes_.tolist()}")
-        return self._fit_epochs(self._reshape(X), self._encode(y, self.classes_), 1, True)
+        w = self._weights(X, y, sample_weight)
+        return self._fit_epochs(self._reshape(X), self._encode(y, self.classes_), 1, True, w)
 
     def predict_proba(self, X):
         """Class probabilities (softmax of the network's outputs), columns in ``classes_`` order."""
@@ -366,21 +416,23 @@ class NeuralNetRegressor(RegressorMixin, _NeuralNet):
         y = np.asarray(y, dtype=np.dtype(self.dtype))
         return y.reshape(-1, 1) if y.ndim == 1 else y
 
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Train from scratch (or from the last weights with ``warm_start``) for
-        ``max_epochs`` epochs."""
+        ``max_epochs`` epochs; ``sample_weight`` weighs each row's loss (see
+        `NeuralNetClassifier.fit`)."""
         self._validate_params()
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], multi_output=True,
                              y_numeric=True)
+        w = self._weights(X, y, sample_weight)
         n_outputs = 1 if y.ndim == 1 else y.shape[1]
         if not (self.warm_start and hasattr(self, "module_") and self.n_outputs_ == n_outputs):
             self.n_outputs_ = n_outputs
             self._y_ndim_ = y.ndim
             self._initialize(X.shape[1], n_outputs)
-        return self._fit_epochs(self._reshape(X), self._targets(y), self.max_epochs, False)
+        return self._fit_epochs(self._reshape(X), self._targets(y), self.max_epochs, False, w)
 
-    def partial_fit(self, X, y):
-        """One epoch on (X, y)."""
+    def partial_fit(self, X, y, sample_weight=None):
+        """One epoch on (X, y), with optional ``sample_weight``."""
         first = not hasattr(self, "module_")
         if first:
             self._validate_params()
@@ -390,7 +442,8 @@ class NeuralNetRegressor(RegressorMixin, _NeuralNet):
             self.n_outputs_ = 1 if y.ndim == 1 else y.shape[1]
             self._y_ndim_ = y.ndim
             self._initialize(X.shape[1], self.n_outputs_)
-        return self._fit_epochs(self._reshape(X), self._targets(y), 1, False)
+        w = self._weights(X, y, sample_weight)
+        return self._fit_epochs(self._reshape(X), self._targets(y), 1, False, w)
 
     def predict(self, X):
         out = self._forward(X).astype(np.float64)

@@ -24,16 +24,28 @@ class NonFiniteLossError(FloatingPointError):
     """The loss (or the parameters after a step) became NaN or infinite."""
 
 
-def _as_xy(data, name):
-    if isinstance(data, (tuple, list)) and len(data) == 2:
-        X, y = data
+def _as_xy(data, name, weights=False):
+    """``(X, y)`` of ``data``, or ``(X, y, sample_weight)`` with ``weights`` (the weight
+    None when ``data`` is a pair)."""
+    if isinstance(data, (tuple, list)) and (len(data) == 2 or weights and len(data) == 3):
+        X, y, w = (*data, None) if len(data) == 2 else data
     else:
-        raise TypeError(f"{name} must be an (X, y) pair of arrays, got {type(data).__name__}")
+        kinds = "a tuple (X, y) or (X, y, sample_weight)" if weights else "an (X, y) pair of arrays"
+        raise TypeError(f"{name} must be {kinds}, got {type(data).__name__}"
+                        + (f" of length {len(data)}" if isinstance(data, (tuple, list)) else ""))
     if len(X) != len(y):
         raise ValueError(f"{name}: X has {len(X)} samples but y has {len(y)}")
     if len(X) == 0:
         raise ValueError(f"{name} is empty")
-    return X, y
+    if not weights:
+        return X, y
+    if w is not None:
+        w = np.asarray(w, dtype=np.float64)
+        if w.shape != (len(X),):
+            raise ValueError(f"{name}: sample_weight must have shape ({len(X)},), got {w.shape}")
+        if not np.isfinite(w).all() or (w < 0).any() or w.sum() == 0:
+            raise ValueError(f"{name}: sample_weight must be finite, non-negative and not all 0")
+    return X, y, w
 
 
 def _state_arrays(module):
@@ -193,7 +205,10 @@ class Trainer:
 
         Parameters
         ----------
-        train : (X, y)
+        train : (X, y) or (X, y, sample_weight)
+            With ``sample_weight`` (one non-negative weight per sample) each batch's
+            loss is the weighted mean (`cynn.Criterion.forward`), and so is the
+            epoch's ``train_loss``.
         val : (X, y), optional
             Evaluated after every epoch (``val_loss``, ``val_accuracy``).
         epochs : int
@@ -217,7 +232,7 @@ class Trainer:
         NonFiniteLossError
             With the epoch and batch; the model keeps its last finite weights.
         """
-        X, y = _as_xy(train, "train")
+        X, y, w = _as_xy(train, "train", weights=True)
         if val is not None:
             _as_xy(val, "val")
         # The shape of one sample: Checkpoint writes it into the model files.
@@ -239,7 +254,7 @@ class Trainer:
                     self._augment_seed = int(self._rng.integers(np.iinfo(np.int64).max))
                 snapshot = _Snapshot(self.model)
                 while len(self.history) - start < self.epochs and not self.stop_training:
-                    self._run_epoch(X, y, val, snapshot, flag)
+                    self._run_epoch(X, y, w, val, snapshot, flag)
                     if self.interrupted:
                         break
                     if state_path is not None:
@@ -253,27 +268,43 @@ class Trainer:
                   "weights are kept.", file=sys.stderr)
         return self.history
 
-    def _run_epoch(self, X, y, val, snapshot, flag):
+    def _run_epoch(self, X, y, w, val, snapshot, flag):
         epoch = len(self.history) + 1
         self._call("on_epoch_begin", epoch)
         start = time.perf_counter()
         self.model.train()
         total_loss, total_seen, total_correct, accuracy_applies = 0.0, 0, 0, True
-        batches = iterate_minibatches(X, y, batch_size=self.batch_size, shuffle=self.shuffle,
+        # With weights the batches are drawn as rows of an index (the same permutation
+        # draws), and the weights follow their rows.
+        batches = iterate_minibatches(X, y if w is None else np.arange(len(X)),
+                                      batch_size=self.batch_size, shuffle=self.shuffle,
                                       random_state=self._rng)
+        total_weight = 0.0
         for batch, (xb, yb) in enumerate(batches, start=1):
+            wb = None
+            if w is not None:
+                yb, wb = y[yb], w[yb]
             self._call("on_batch_begin", batch)
             if self.augment is not None:
                 xb = self._augmented(xb, epoch, batch)
             self.optimizer.zero_grad()
             output = self.model.forward(xb)
-            loss = self.criterion.forward(output, yb)
+            if wb is not None and not wb.any():
+                # Every weight of this batch is 0: nothing to learn from it.
+                self._call("on_batch_end", batch, {"loss": 0.0, "size": len(xb)})
+                if flag.raised:
+                    self.interrupted = True
+                    return
+                continue
+            loss = (self.criterion.forward(output, yb) if wb is None
+                    else self.criterion.forward(output, yb, sample_weight=wb))
             if not math.isfinite(loss):
                 snapshot.restore()
                 raise NonFiniteLossError(
                     f"non-finite loss ({loss}) at epoch {epoch}, batch {batch}; training stopped "
                     "and the model was left at its last finite weights (try a lower learning rate)")
-            self.model.backward(xb, self.criterion.backward(output, yb))
+            self.model.backward(xb, self.criterion.backward(output, yb) if wb is None
+                                else self.criterion.backward(output, yb, sample_weight=wb))
             self._call("on_grad_computed", batch)
             self.optimizer.step()
             if not all(np.isfinite(p).all() for p in self.model.get_parameters()):
@@ -283,7 +314,8 @@ class Trainer:
                     "the model was left at its last finite weights (try a lower learning rate)")
             snapshot.refresh()
             n = len(xb)
-            total_loss += loss * n
+            total_loss += loss * (n if wb is None else float(wb.sum()))
+            total_weight += n if wb is None else float(wb.sum())
             total_seen += n
             correct = _accuracy_counts(output, yb)
             if correct is None:
@@ -296,7 +328,7 @@ class Trainer:
                 return
         record = {
             "epoch": epoch,
-            "train_loss": total_loss / total_seen,
+            "train_loss": total_loss / total_weight if total_weight else float("nan"),
             "train_accuracy": total_correct / total_seen if accuracy_applies else None,
             "lr": float(self.optimizer.lr),
         }
