@@ -1,4 +1,4 @@
-"""Criterions: losses with the Module-like contract.
+r"""Criterions: losses with the Module-like contract.
 
 ``forward(input, target)`` returns the loss as a Python float and
 ``backward(input, target)`` the gradient of that loss with respect to ``input``, in the

@@ -83,13 +83,18 @@ def register(cls=None, *, name=None):
             raise ValueError(f"cynn.register: name must be a non-empty string, got {key!r}")
         _register_builtins()
         taken = _registry.get(key)
-        if taken is not None and taken is not cls:
+        same_definition = taken is not None and (taken.__module__, taken.__qualname__) == \
+            (cls.__module__, cls.__qualname__)
+        if taken is not None and taken is not cls and not same_definition:
             raise ValueError(
                 f"cynn.register: the name {key!r} is already taken by "
                 f"{taken.__module__}.{taken.__qualname__}; register "
                 f"{cls.__module__}.{cls.__qualname__} with another one, e.g. "
                 f"@cynn.register(name='{cls.__module__}.{key}')"
             )
+        if same_definition:
+            # A notebook cell run again, or a reloaded module: the new class replaces it.
+            _names.pop(taken, None)
         _registry[key] = cls
         _names[cls] = key
         return cls
@@ -141,11 +146,8 @@ def _json_value(value, where):
         if not np.isfinite(value):
             raise ArchitectureError(f"{where} is {value}, which JSON cannot hold")
         return value
-    if isinstance(value, (np.dtype, type)) and value is not bool:
-        try:
-            return np.dtype(value).name
-        except TypeError:
-            pass
+    if isinstance(value, np.dtype) or (isinstance(value, type) and issubclass(value, np.generic)):
+        return np.dtype(value).name
     if isinstance(value, (list, tuple)):
         return [_json_value(v, f"{where}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, dict):
@@ -168,6 +170,12 @@ def describe(module, where="model"):
     cls = type(module)
     try:
         config = module.get_config()
+        owner = next(c for c in cls.__mro__ if "get_config" in c.__dict__)
+        if owner is not Module and cls.__init__ is not owner.__init__ and isinstance(config, dict):
+            # A subclass with a constructor of its own (say ScaledLinear(n_in, n_out,
+            # scale, **kwargs)) under an inherited get_config: its own arguments are
+            # read by name as well, or it could not be rebuilt as it is.
+            config = {**config, **Module.get_config(module)}
     except (TypeError, ValueError, AttributeError) as exc:
         raise ArchitectureError(f"{where} ({cls.__name__}): {exc}") from None
     if not isinstance(config, dict):
@@ -187,7 +195,13 @@ def _model_dtype(module):
     return dtypes.pop() if len(dtypes) == 1 else None
 
 
-def _header(module, input_shape, metadata):
+def _set_mode(entry, training):
+    entry["training"] = training
+    for child in entry.get("children", []):
+        _set_mode(child, training)
+
+
+def _header(module, input_shape, metadata, training=None):
     from . import __version__
 
     header = {"format": FORMAT, "format_version": FORMAT_VERSION, "cynn_version": __version__,
@@ -211,6 +225,8 @@ def _header(module, input_shape, metadata):
             raise ValueError(f"save: {exc}") from None
     try:
         header["architecture"] = describe(module)
+        if training is not None:
+            _set_mode(header["architecture"], bool(training))
     except ArchitectureError as exc:
         # The weights are still worth keeping (a checkpoint mid-run must not fail):
         # write them, say why the file cannot rebuild the model, and keep the reason.
@@ -221,7 +237,7 @@ def _header(module, input_shape, metadata):
     return header
 
 
-def save(module, path, *, input_shape=None, metadata=None):
+def save(module, path, *, input_shape=None, metadata=None, training=None):
     """Write ``module`` to ``path`` (an ``.npz`` file), atomically: its state and a
     description of its architecture, so that ``cynn.load(path)`` rebuilds it.
 
@@ -236,6 +252,11 @@ def save(module, path, *, input_shape=None, metadata=None):
     metadata : dict, optional
         JSON data kept with the model, e.g. ``{"class_names": [...]}``; `model_info`
         returns it.
+    training : bool, optional
+        The mode `load` gives the rebuilt model: False for evaluation mode (what the
+        `Checkpoint` callback, ``cynn train`` and the estimators' ``save`` write, so
+        that a loaded model predicts deterministically), True for training mode;
+        default: each module's mode as it is now.  The live model is not changed.
 
     A module whose architecture cannot be described (a user class whose
     `Module.get_config` fails) is still saved, weights only, with a UserWarning.
@@ -243,7 +264,7 @@ def save(module, path, *, input_shape=None, metadata=None):
     if not isinstance(module, Module):
         raise TypeError(f"save expects a cynn Module, got {type(module).__name__}")
     state = module.state_dict()
-    header = _header(module, input_shape, metadata)
+    header = _header(module, input_shape, metadata, training)
     state[MODEL_MEMBER] = np.array(json.dumps(header))
     atomic_write(path, lambda f: np.savez(f, **state))
 
@@ -261,8 +282,8 @@ def read_npz(path, text_members=()):
     shape needs more bytes than the member holds, an object, string or complex dtype
     (except the ``text_members`` named, which may be strings), too many members, an
     archive that would unpack to much more than the file's size, or non-finite
-    floats raise ValueError naming the file and the member.  Never more than about
-    the file's own size is allocated.
+    floats raise ValueError naming the file and the member.  Never more than what
+    the members declare, at most 16 times the file's size plus 1 MiB, is allocated.
     """
     path = os.fspath(path)
     where = f"cannot read {path} as a cynn .npz file"
@@ -335,12 +356,21 @@ def _split(path):
         raise ValueError(f"{where}: {MODEL_MEMBER} is not one string")
     try:
         header = json.loads(str(text))
-    except (ValueError, RecursionError) as exc:
+    except (ValueError, RecursionError, SystemError, UnicodeError) as exc:
+        # SystemError: NumPy turns code points beyond U+10FFFF into it.
         raise ValueError(f"{where}: {MODEL_MEMBER} is not JSON: {exc}") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise ValueError(f"{where}: {MODEL_MEMBER} does not describe a cynn model")
     version = header.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ValueError(f"{where}: format_version is {version!r}, not a version number")
+    shape = header.get("input_shape")
+    if shape is not None and not (isinstance(shape, list) and shape and all(
+            isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)):
+        raise ValueError(f"{where}: input_shape is {str(shape)[:80]}, not a list of positive ints")
+    if header.get("metadata") is not None and not isinstance(header["metadata"], dict):
+        raise ValueError(f"{where}: metadata is a {type(header['metadata']).__name__}, not a dict")
+    if version > FORMAT_VERSION:
         raise ValueError(f"{where}: format version {version!r} was written by a newer cynn "
                          f"(this one, {_version()}, reads version {FORMAT_VERSION}); upgrade cynn")
     return arrays, header
@@ -446,7 +476,10 @@ def _rebuild(entry, state, custom_objects, prefix="", where="model", depth=0):
         if built != described:
             raise ArchitectureError(f"{where}: {name}({config}) builds children {built}, the "
                                     f"file describes {described}")
-    module._training = bool(entry.get("training", True))
+    training = entry.get("training", True)
+    if not isinstance(training, bool):
+        raise ArchitectureError(f"{where}: training is {training!r}, not true or false")
+    module._training = training
     return module
 
 
@@ -455,8 +488,9 @@ def load(module_or_path, path=None, *, custom_objects=None):
 
     ``load(path)`` rebuilds the model the file describes, loads its weights and
     returns it, in the mode (training or evaluation) it was saved in and with
-    ``input_shape`` set when the file knows it.  Its outputs are bit-identical to the
-    saved model's.  ``load(model, path)`` loads the weights into ``model`` (built in
+    ``input_shape`` set when the file knows it.  In evaluation mode its outputs are
+    bit-identical to the saved model's (in training mode a rebuilt Dropout draws its
+    masks from the package generator, `cynn.manual_seed`).  ``load(model, path)`` loads the weights into ``model`` (built in
     code, of the same architecture), in place, and returns it; files that hold weights
     only (written by earlier versions of cynn, or of a model that could not be described) load
     this way only.

@@ -20,7 +20,7 @@ def _expected_failures(estimator):
         # Weight 2 equals the row shown twice within one batch (tested exactly below),
         # but the check's 2x-longer duplicated data is split into other shuffled
         # minibatches, so the two fits see different batches; scikit-learn exempts its
-        # own MLPRegressor/SGD estimators from this check for the same reason.
+        # own SGD estimators from this check for the same reason.
         return {"check_sample_weight_equivalence_on_dense_data":
                 "minibatch training: duplicated rows land in other batches than weighted ones"}
     return {}

@@ -108,7 +108,7 @@ def test_estimator_weight_two_equals_the_row_twice_in_one_full_batch():
     w[[3, 7]] = 2.0
     X2 = np.concatenate([X, X[[3, 7]]])
     y2 = np.concatenate([y, y[[3, 7]]])
-    make = lambda: NeuralNetClassifier(module="mlp", batch_size=1000, max_epochs=5, lr=1e-2,  # noqa: E731
+    make = lambda: NeuralNetClassifier(module="mlp", batch_size=1000, max_epochs=5, lr=1e-2,
                                        random_state=0)
     weighted = make().fit(X, y, sample_weight=w)
     repeated = make().fit(X2, y2)
@@ -124,7 +124,7 @@ def test_balanced_class_weight_is_its_sample_weight():
     X, y = _data(n=50)
     y[:35] = 0
     y[35:] = 1
-    make = lambda **kw: NeuralNetClassifier(module="mlp", max_epochs=3, batch_size=16,  # noqa: E731
+    make = lambda **kw: NeuralNetClassifier(module="mlp", max_epochs=3, batch_size=16,
                                             random_state=0, **kw)
     balanced = make(class_weight="balanced").fit(X, y)
     by_hand = make().fit(X, y, sample_weight=compute_sample_weight("balanced", y))

@@ -236,8 +236,10 @@ class Checkpoint(Callback):
                 return
             self._monitor.best = value
         path = str(self.path).format(epoch=epoch)
+        # Stored in evaluation mode: a loaded checkpoint predicts deterministically
+        # (the Trainer's resumption uses its own training-state file).
         save(trainer.model, path, input_shape=getattr(trainer, "input_shape", None) or None,
-             metadata=self.metadata)
+             metadata=self.metadata, training=False)
         self.saved.append(path)
 
     def state_dict(self):

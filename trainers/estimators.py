@@ -228,7 +228,8 @@ class _NeuralNet(BaseEstimator):
 
         The file records the input shape the module sees (``image_shape``, or
         ``(n_features_in_,)``) and, for a classifier, ``classes_`` in its metadata
-        (``cynn.model_info(path)["metadata"]``).  Only the network is saved; pickle
+        (``cynn.model_info(path)["metadata"]["classes"]``, when the labels are
+        booleans, integers or strings; ``"class_names"`` always).  Only the network is saved; pickle
         or joblib the estimator to keep its hyperparameters and optimizer too.
         """
         check_is_fitted(self, "module_")
@@ -236,11 +237,14 @@ class _NeuralNet(BaseEstimator):
         metadata = {"estimator": type(self).__name__}
         if self._is_classifier():
             metadata["class_names"] = [str(c) for c in self.classes_]
-            if self.classes_.dtype.kind in "biu":
+            kind = self.classes_.dtype.kind
+            if kind == "b":
+                metadata["classes"] = [bool(c) for c in self.classes_]
+            elif kind in "iu":
                 metadata["classes"] = [int(c) for c in self.classes_]
-            elif self.classes_.dtype.kind == "U":
+            elif kind == "U" or all(isinstance(c, str) for c in self.classes_):
                 metadata["classes"] = [str(c) for c in self.classes_]
-        cynn.save(self.module_, path, input_shape=shape, metadata=metadata)
+        cynn.save(self.module_, path, input_shape=shape, metadata=metadata, training=False)
         return path
 
     def __sklearn_tags__(self):
