@@ -390,6 +390,8 @@ def _load_model(path):
     weights-only file."""
     import cynn
 
+    if os.path.isdir(path):
+        raise CLIError(f"{path!r} is a directory, not a model file")
     if not os.path.isfile(path):
         raise CLIError(f"no such model file: {path!r}")
     try:
@@ -426,11 +428,34 @@ def _old_run_model(path):
                    "class_names": config.get("class_names"), "image_shape": config["input_shape"]}
 
 
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# What the CLI uses of a model file's metadata, each entry kept only when it passes
+# its check: the file is data, not trusted.
+_METADATA_CHECKS = {
+    "dataset": lambda v: isinstance(v, str),
+    "seed": _is_int,
+    "class_names": lambda v: isinstance(v, list) and all(isinstance(s, str) for s in v),
+    "image_shape": lambda v: (isinstance(v, list) and len(v) == 3
+                              and all(_is_int(d) and d > 0 for d in v)),
+}
+
+
 def _model_and_metadata(path):
+    """(model, metadata) of a model file: its stored input shape checked (`_checked_shape`),
+    and of its metadata only the entries of `_METADATA_CHECKS` that pass their check."""
     model, info = _load_model(path)
     if model is None:
-        return _old_run_model(path)
-    return model, dict(info.get("metadata") or {})
+        model, meta = _old_run_model(path)
+    else:
+        meta = info.get("metadata")
+    meta = meta if isinstance(meta, dict) else {}
+    shape = getattr(model, "input_shape", None)
+    if shape is not None:
+        _checked_shape(shape, f"{path!r} stores input_shape {shape}")
+    return model, {key: meta[key] for key, ok in _METADATA_CHECKS.items() if ok(meta.get(key))}
 
 
 def cmd_evaluate(args):
@@ -477,6 +502,22 @@ def cmd_evaluate(args):
     return 0
 
 
+# The most values one sample may have: `model.summary`, export and predict allocate
+# at least one sample, and a typo (1000000,1000000) must not exhaust the memory.
+MAX_SAMPLE_VALUES = 2 ** 26
+
+
+def _checked_shape(shape, where):
+    """``shape`` as a tuple, if it is positive ints of at most MAX_SAMPLE_VALUES values;
+    CLIError beginning with ``where`` otherwise."""
+    if not shape or not all(_is_int(d) and d > 0 for d in shape):
+        raise CLIError(f"{where}: not positive integers")
+    if math.prod(shape) > MAX_SAMPLE_VALUES:
+        raise CLIError(f"{where}: {math.prod(shape):,} values per sample, more than the "
+                       f"{MAX_SAMPLE_VALUES:,} the CLI accepts")
+    return tuple(shape)
+
+
 def _shape_argument(text):
     try:
         shape = tuple(int(part) for part in text.replace("x", ",").split(","))
@@ -484,18 +525,26 @@ def _shape_argument(text):
             raise ValueError
     except ValueError:
         raise CLIError(f"--input-shape: expected positive integers like 3,32,32, got {text!r}") from None
+    return _checked_shape(shape, f"--input-shape {text}")
+
+
+def _input_shape(args, model):
+    """The sample shape for summary and export: --input-shape, else the one the file stores."""
+    shape = _shape_argument(args.input_shape) if args.input_shape else getattr(model, "input_shape", None)
+    if shape is None:
+        raise CLIError(f"{args.model_path!r} does not record its input shape; pass --input-shape C,H,W")
     return shape
 
 
 def cmd_summary(args):
     model, _ = _model_and_metadata(args.model_path)
-    shape = _shape_argument(args.input_shape) if args.input_shape else getattr(model, "input_shape", None)
-    if shape is None:
-        raise CLIError(f"{args.model_path!r} does not record its input shape; pass --input-shape C,H,W")
+    shape = _input_shape(args, model)
     try:
         table = model.summary(shape)
     except (ValueError, TypeError) as exc:
         raise CLIError(f"summary of {args.model_path!r} with input shape {shape}: {exc}".splitlines()[0]) from None
+    except MemoryError:
+        raise CLIError(f"summary of {args.model_path!r} with input shape {shape}: out of memory") from None
     print(f"{args.model_path}: {type(model).__name__}, input {shape}")
     print(table)
     return 0
@@ -505,9 +554,7 @@ def cmd_export(args):
     import cynn
 
     model, _ = _model_and_metadata(args.model_path)
-    shape = _shape_argument(args.input_shape) if args.input_shape else getattr(model, "input_shape", None)
-    if shape is None:
-        raise CLIError(f"{args.model_path!r} does not record its input shape; pass --input-shape C,H,W")
+    shape = _input_shape(args, model)
     out = args.out or os.path.splitext(args.model_path)[0] + ".onnx"
     try:
         cynn.export_onnx(model, out, shape)
@@ -515,6 +562,9 @@ def cmd_export(args):
         raise CLIError(str(exc)) from None
     except (ValueError, TypeError) as exc:
         raise CLIError(f"cannot export {args.model_path!r}: {exc}".splitlines()[0]) from None
+    except MemoryError:
+        raise CLIError(f"cannot export {args.model_path!r} with input shape {shape}: out of "
+                       "memory") from None
     except OSError as exc:
         raise CLIError(f"cannot write {out!r}: {exc.strerror or exc}") from None
     print(f"wrote {out}: ONNX opset {cynn.onnx_export.OPSET}, input 'input' (N, "
@@ -544,28 +594,93 @@ def _probabilities(model, scores):
     return softmax(scores)
 
 
-def _read_input(path, shape, invert):
-    """(array of shape (n, *shape), what was done): an image file converted to the
-    model's channels and size, or a .npy array of one sample or a batch."""
+# Images with more pixels are refused from their header, before anything is decoded.
+MAX_IMAGE_PIXELS = 50_000_000
+# Pillow modes of more than 8 bits per pixel: read as numbers, divided by this (None:
+# floats, used as they are), clipped to [0, 1].  image.convert("L") would clip them.
+_WIDE_MODES = {"I;16": 65535, "I;16B": 65535, "I;16L": 65535, "I": 65535, "F": None}
+
+
+def _convert_image(image, channels, height, width):
+    """(pixels, what was done) of a Pillow image, for a model of ``channels`` (1 or 3)
+    channels: turned as its EXIF orientation says, transparent parts composited over
+    white, made grey or RGB, resized to ``width`` x ``height`` (LANCZOS) and scaled to
+    [0, 1] (8-bit: / 255; 16-bit and 32-bit integer grey: / 65535; float grey: as is),
+    as a float32 array of shape (channels, height, width)."""
+    import numpy as np
+    from PIL import Image, ImageOps
+
+    steps = [f"{image.width}x{image.height} {image.mode}"]
+    if image.getexif().get(0x0112, 1) != 1:        # Orientation
+        steps.append("EXIF orientation applied")
+    image = ImageOps.exif_transpose(image)
+    target = "grey" if channels == 1 else "RGB"
+    if image.mode in _WIDE_MODES:
+        scale = _WIDE_MODES[image.mode]
+        grey = np.asarray(image, dtype=np.float32)
+        grey = np.clip(grey if scale is None else grey / scale, 0, 1)
+        resized = grey.shape != (height, width)
+        if resized:
+            grey = np.asarray(Image.fromarray(grey, "F").resize((width, height),
+                                                                Image.Resampling.LANCZOS))
+        pixels = np.repeat(np.clip(grey, 0, 1)[None], channels, axis=0)
+        scaled = "pixels clipped to [0, 1]" if scale is None else f"pixels / {scale}"
+        if channels == 3:
+            target = "RGB (grey replicated)"
+    else:
+        if image.mode in ("RGBA", "LA", "PA", "RGBa") or "transparency" in image.info:
+            image = Image.alpha_composite(Image.new("RGBA", image.size, "white"),
+                                          image.convert("RGBA"))
+            steps.append("alpha over white")
+        converted = image.convert("L" if channels == 1 else "RGB")
+        resized = converted.size != (width, height)
+        if resized:
+            converted = converted.resize((width, height), Image.Resampling.LANCZOS)
+        pixels = np.asarray(converted, dtype=np.float32) / np.float32(255)
+        pixels = pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
+        scaled = "pixels / 255"
+    done = (f"{', '.join(steps)} -> {target} {width}x{height}" + (" (resized)" if resized else "")
+            + f", {scaled}")
+    return np.ascontiguousarray(pixels, dtype=np.float32), done
+
+
+def _read_npy(path, shape):
+    """The numbers of a .npy file as a float32 batch of samples of ``shape``."""
     import numpy as np
 
+    try:
+        array = np.load(path, allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001  (np.load of a bad file: EOFError, zipfile, ...)
+        raise CLIError(f"{path}: not a readable .npy array ({type(exc).__name__}: {exc})"
+                       .splitlines()[0]) from None
+    if not isinstance(array, np.ndarray):       # a .npz archive under a .npy name
+        array.close()
+        raise CLIError(f"{path}: not a readable .npy array (an .npz archive of arrays)")
+    if array.dtype.kind not in "biuf":
+        raise CLIError(f"{path}: holds {array.dtype} values, not numbers")
+    if tuple(array.shape) == shape:
+        array = array[None]
+    elif len(shape) == 3 and shape[0] == 1 and tuple(array.shape) == shape[1:]:
+        array = array[None, None]
+    elif tuple(array.shape[1:]) != shape:
+        raise CLIError(f"{path}: array of shape {array.shape}; the model takes one sample of "
+                       f"shape {shape} or a batch (N, {', '.join(map(str, shape))})")
+    return array.astype(np.float32)
+
+
+def _read_input(path, shape, invert):
+    """(array of shape (n, *shape), what was done): an image file converted to the
+    model's channels and size (`_convert_image`), or a .npy array of one sample or a batch."""
+    import warnings
+
+    import numpy as np
+
+    if os.path.isdir(path):
+        raise CLIError(f"{path}: is a directory")
     if not os.path.isfile(path):
         raise CLIError(f"{path}: no such file")
     if path.lower().endswith(".npy"):
-        try:
-            array = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise CLIError(f"{path}: not a readable .npy array ({exc})".splitlines()[0]) from None
-        if array.dtype.kind not in "biuf":
-            raise CLIError(f"{path}: holds {array.dtype} values, not numbers")
-        if tuple(array.shape) == shape:
-            array = array[None]
-        elif len(shape) == 3 and shape[0] == 1 and tuple(array.shape) == shape[1:]:
-            array = array[None, None]
-        elif tuple(array.shape[1:]) != shape:
-            raise CLIError(f"{path}: array of shape {array.shape}; the model takes one sample of "
-                           f"shape {shape} or a batch (N, {', '.join(map(str, shape))})")
-        array = array.astype(np.float32)
+        array = _read_npy(path, shape)
         if invert:
             array = 1.0 - array
         if not np.isfinite(array).all():
@@ -576,27 +691,29 @@ def _read_input(path, shape, invert):
         raise CLIError(f"{path}: the model takes inputs of shape {shape}, not grey or colour "
                        "images; give .npy arrays of that shape")
     try:
-        from PIL import Image, UnidentifiedImageError
+        from PIL import Image
     except ImportError:
         raise CLIError("reading images needs Pillow: pip install pillow") from None
     channels, height, width = shape
     try:
-        with Image.open(path) as image:
-            image.load()
-            original = f"{image.width}x{image.height} {image.mode}"
-            converted = image.convert("L" if channels == 1 else "RGB")
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        with warnings.catch_warnings():
+            # Pillow warns of images above its own limit; ours is lower, and refused below.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                if image.width * image.height > MAX_IMAGE_PIXELS:
+                    raise CLIError(f"{path}: {image.width}x{image.height} image, more than "
+                                   f"{MAX_IMAGE_PIXELS:,} pixels; not decoded")
+                image.load()
+                pixels, done = _convert_image(image, channels, height, width)
+    except CLIError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise CLIError(f"{path}: refused, not decoded: {exc}".splitlines()[0]) from None
+    except Exception as exc:  # noqa: BLE001  (Pillow on a bad file raises many kinds)
         raise CLIError(f"{path}: not an image Pillow can read ({type(exc).__name__})") from None
-    resized = converted.size != (width, height)
-    if resized:
-        converted = converted.resize((width, height), Image.Resampling.LANCZOS)
-    pixels = np.asarray(converted, dtype=np.float32) / 255.0
-    pixels = pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
     if invert:
         pixels = 1.0 - pixels
-    done = (f"{original} -> {'grey' if channels == 1 else 'RGB'} {width}x{height}"
-            + (" (resized)" if resized else "") + ", pixels / 255" + (", inverted" if invert else ""))
-    return np.ascontiguousarray(pixels[None]), done
+    return pixels[None], done + (", inverted" if invert else "")
 
 
 def cmd_predict(args):
@@ -624,8 +741,16 @@ def cmd_predict(args):
             continue
         if flat:
             X = X.reshape(len(X), -1)
-        with cynn.inference_mode():
-            probabilities = _probabilities(model, model.forward(X.astype(_model_dtype(model))))
+        try:
+            with cynn.inference_mode():
+                scores = model.forward(X.astype(_model_dtype(model)))
+        except (ValueError, TypeError, IndexError, MemoryError) as exc:
+            raise CLIError(f"model {args.model_path!r} fails on {path} converted to "
+                           f"{X.shape}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
+        if np.ndim(scores) != 2:
+            raise CLIError(f"model {args.model_path!r} gives outputs of shape "
+                           f"{np.shape(scores)}, not (N, classes): not a classifier")
+        probabilities = _probabilities(model, scores)
         if names is None or len(names) != probabilities.shape[1]:
             names = [str(k) for k in range(probabilities.shape[1])]
         for i, p in enumerate(probabilities):

@@ -222,6 +222,18 @@ def test_predict_classifies_images_and_arrays(runs, digit_files, capsys):
     assert len(line.split("(")[0].split()) == 1 + 2 * 2          # the file and two classes
     label, line = _predicted(out, files[1])
     assert "80x80 RGB -> grey 8x8 (resized)" in line
+    # The 80x80 PNG is the digit resized 8x8 -> 80x80 -> 8x8 (LANCZOS): the label is
+    # the model's on that array, which _convert_image gives.
+    from PIL import Image
+
+    from cynn.cli import _convert_image
+
+    with Image.open(files[1]) as image:
+        converted, _ = _convert_image(image, 1, 8, 8)
+    by_hand = (Image.fromarray(pixels[1]).convert("RGB").resize((80, 80)).convert("L")
+               .resize((8, 8), Image.Resampling.LANCZOS))
+    np.testing.assert_array_equal(converted[0], np.asarray(by_hand, np.float32) / np.float32(255))
+    assert label == str(int(model.forward(converted[None]).argmax()))
     for i in range(2):
         label, _ = _predicted(out, f"{files[2]}[{i}]")
         assert label == str(int(model.forward(X[2 + i:3 + i]).argmax()))
@@ -258,13 +270,20 @@ def test_predict_reports_each_bad_file_in_one_line(runs, digit_files, capsys):
 
 
 def test_predict_with_an_mlp_run_flattens_the_image(tmp_path, digit_files, capsys):
-    folder, _, _ = digit_files
+    import numpy as np
+
+    import cynn
+
+    folder, _, pixels = digit_files
     run = tmp_path / "mlp"
     assert main(["train", "--model", "mlp", "--epochs", "1", "--out", str(run), "--quiet"]) == 0
     capsys.readouterr()
     assert main(["predict", str(run / "model.npz"), str(folder / "grey8.png"), "--invert"]) == 0
     out = capsys.readouterr().out
     assert "-> grey 8x8, pixels / 255, inverted" in out
+    model = cynn.load(str(run / "model.npz")).evaluate()
+    flat = (1 - pixels[:1] / np.float32(255)).reshape(1, 64).astype(np.float32)
+    assert _predicted(out, folder / "grey8.png")[0] == str(int(model.forward(flat).argmax()))
 
 
 def test_export_writes_an_onnx_file_that_onnxruntime_agrees_with(runs, tmp_path, capsys):
@@ -301,3 +320,216 @@ def test_summary_of_a_model_file(runs, capsys):
     assert "with input shape (1, 16, 16)" in err and len(err.strip().splitlines()) == 1
     assert main(["summary", path, "--input-shape", "a,b"]) == 2
     assert "expected positive integers like 3,32,32, got 'a,b'" in capsys.readouterr().err
+
+
+# -- files as data: odd images, arrays, shapes and metadata give one line ----------
+def _one_line(capsys, *patterns):
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    for pattern in patterns:
+        assert pattern in err, err
+    return err
+
+
+def test_16_bit_and_float_images_are_scaled_not_clipped(runs, tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from cynn.cli import _convert_image, _read_input
+
+    values = np.linspace(0, 64000, 64).reshape(8, 8).astype(np.uint16)
+    Image.fromarray(values).save(tmp_path / "g16.png")
+    X, done = _read_input(str(tmp_path / "g16.png"), (1, 8, 8), False)
+    assert done == "8x8 I;16 -> grey 8x8, pixels / 65535"
+    np.testing.assert_allclose(X[0, 0], values / 65535, rtol=1e-6)
+    assert X.min() == 0 and 0.97 < X.max() <= 1
+    rgb, done = _convert_image(Image.fromarray(values), 3, 4, 4)
+    assert rgb.shape == (3, 4, 4) and (rgb[0] == rgb[2]).all() and 0 <= rgb.min() <= rgb.max() <= 1
+    assert done == "8x8 I;16 -> RGB (grey replicated) 4x4 (resized), pixels / 65535"
+    floats = Image.fromarray(np.float32([[-1, 0.25], [0.5, 3]]), "F")
+    grey, done = _convert_image(floats, 1, 2, 2)
+    np.testing.assert_array_equal(grey[0], [[0, 0.25], [0.5, 1]])
+    assert done == "2x2 F -> grey 2x2, pixels clipped to [0, 1]"
+    assert main(["predict", str(runs[0] / "model.npz"), str(tmp_path / "g16.png")]) == 0
+    assert "(8x8 I;16 -> grey 8x8, pixels / 65535)" in capsys.readouterr().out
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from cynn.cli import _convert_image
+
+    stored = np.zeros((4, 6), np.uint8)
+    stored[0] = 255                                # a white top row, 6 wide, 4 high
+    exif = Image.Exif()
+    exif[0x0112] = 6                               # Orientation: turn 90 degrees clockwise
+    Image.fromarray(stored).save(tmp_path / "turned.jpg", exif=exif, quality=100)
+    with Image.open(tmp_path / "turned.jpg") as image:
+        pixels, done = _convert_image(image, 1, 6, 4)
+    assert done == "6x4 L, EXIF orientation applied -> grey 4x6, pixels / 255"
+    np.testing.assert_array_equal(pixels[0] > 0.5, np.rot90(stored, -1) > 127)
+
+
+def test_transparent_images_are_composited_over_white(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from cynn.cli import _convert_image
+
+    rgba = np.zeros((8, 8, 4), np.uint8)           # black everywhere, transparent ...
+    rgba[3, :, 3] = 255                            # ... but for an opaque black stroke
+    image = Image.fromarray(rgba, "RGBA")
+    palette = Image.fromarray((rgba[..., 3] == 0).astype(np.uint8), "P")
+    palette.putpalette([0, 0, 0] * 2)
+    palette.info["transparency"] = 1
+    stroke = np.ones((8, 8), np.float32)
+    stroke[3] = 0
+    for each in (image, image.convert("LA"), palette):
+        pixels, done = _convert_image(each, 1, 8, 8)
+        np.testing.assert_array_equal(pixels[0], stroke)
+        assert f"8x8 {each.mode}, alpha over white -> grey 8x8" in done
+    pixels, _ = _convert_image(image, 3, 8, 8)
+    np.testing.assert_array_equal(pixels, np.stack([stroke] * 3))
+
+
+def test_a_model_that_fails_on_its_input_gives_one_line(tmp_path, capsys):
+    import numpy as np
+
+    import cynn
+
+    misfit = str(tmp_path / "misfit.npz")
+    cynn.save(cynn.Sequential(cynn.Linear(3, 2)), misfit, input_shape=(5,))
+    np.save(tmp_path / "five.npy", np.zeros(5))
+    assert main(["predict", misfit, str(tmp_path / "five.npy")]) == 2
+    _one_line(capsys, f"model {misfit!r} fails on ", "Linear expected input with 3 features")
+    conv = str(tmp_path / "conv.npz")
+    cynn.save(cynn.Sequential(cynn.Conv2d(1, 2, 3)), conv, input_shape=(1, 4, 4))
+    np.save(tmp_path / "square.npy", np.zeros((1, 4, 4)))
+    assert main(["predict", conv, str(tmp_path / "square.npy")]) == 2
+    _one_line(capsys, f"model {conv!r} gives outputs of shape (1, 2, 4, 4), not (N, classes)")
+
+
+def test_odd_npy_files_give_one_line_each(runs, tmp_path, capsys):
+    import numpy as np
+
+    np.savez(tmp_path / "archive.npz", a=np.zeros(3))
+    (tmp_path / "archive.npz").rename(tmp_path / "archive.npy")
+    (tmp_path / "empty.npy").write_bytes(b"")
+    (tmp_path / "text.npy").write_text("1 2 3")
+    files = [str(tmp_path / name) for name in ("archive.npy", "empty.npy", "text.npy")]
+    assert main(["predict", str(runs[0] / "model.npz"), *files]) == 2
+    captured = capsys.readouterr()
+    errors = captured.err.strip().splitlines()
+    assert len(errors) == 3 and "Traceback" not in captured.err
+    for path, line in zip(files, errors):
+        assert line.startswith(f"error: {path}: not a readable .npy array (")
+    assert "EOFError" in errors[1]
+
+
+def test_decompression_bombs_and_huge_images_are_not_decoded(runs, tmp_path, capsys,
+                                                            monkeypatch):
+    from PIL import Image
+
+    Image.new("1", (14000, 14000)).save(tmp_path / "bomb.png")      # above Pillow's limit
+    Image.new("1", (8000, 7000)).save(tmp_path / "big.png")         # above the CLI's
+    model = str(runs[0] / "model.npz")
+    assert main(["predict", model, str(tmp_path / "bomb.png")]) == 2
+    _one_line(capsys, f"{tmp_path / 'bomb.png'}: refused, not decoded: ")
+
+    def no_decoding(self):
+        raise AssertionError("decoded")
+    monkeypatch.setattr(Image.Image, "load", no_decoding)
+    assert main(["predict", model, str(tmp_path / "big.png")]) == 2
+    _one_line(capsys, f"{tmp_path / 'big.png'}: 8000x7000 image, more than 50,000,000 pixels; "
+              "not decoded")
+
+
+def test_huge_input_shapes_give_one_line(runs, tmp_path, capsys, monkeypatch):
+    import cynn
+
+    model = str(runs[0] / "model.npz")
+    for command in ("summary", "export"):
+        assert main([command, model, "--input-shape", "1000000,1000000,1000000"]) == 2
+        _one_line(capsys, "--input-shape 1000000,1000000,1000000: "
+                  "1,000,000,000,000,000,000 values per sample, more than the ")
+    huge = str(tmp_path / "huge.npz")
+    cynn.save(cynn.Sequential(cynn.Linear(3, 2)), huge, input_shape=(100000, 100000))
+    for command in ("summary", "export", "predict"):
+        assert main([command, huge] + (["x.npy"] if command == "predict" else [])) == 2
+        _one_line(capsys, f"{huge!r} stores input_shape (100000, 100000): 10,000,000,000 values")
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError
+    monkeypatch.setattr(cynn.module.Module, "summary", out_of_memory)
+    monkeypatch.setattr(cynn, "export_onnx", out_of_memory)
+    assert main(["summary", model]) == 2
+    _one_line(capsys, f"summary of {model!r} with input shape (1, 8, 8): out of memory")
+    assert main(["export", model, str(tmp_path / "x.onnx")]) == 2
+    _one_line(capsys, f"cannot export {model!r} with input shape (1, 8, 8): out of memory")
+
+
+def _with_metadata(source, path, metadata):
+    """A copy of the model file ``source`` whose header has ``metadata``, whatever it is."""
+    import numpy as np
+
+    with np.load(source) as arrays:
+        state = dict(arrays)
+    header = json.loads(str(state["__model__.json"]))
+    header["metadata"] = metadata
+    state["__model__.json"] = np.array(json.dumps(header))
+    np.savez(path, **state)
+    return str(path)
+
+
+def test_metadata_of_the_wrong_types_is_ignored(runs, digit_files, tmp_path, capsys,
+                                                monkeypatch):
+    import cynn
+    from cynn.models import build
+
+    folder, _, _ = digit_files
+    source = str(runs[0] / "model.npz")
+    png = str(folder / "grey8.png")
+    # cynn.model_info refuses metadata that is not a dict; the CLI does not rely on it.
+    listed = _with_metadata(source, tmp_path / "list.npz", ["dataset", "digits"])
+    assert main(["predict", listed, png]) == 2
+    _one_line(capsys, "metadata is a list, not a dict")
+    model_info = cynn.model_info
+    with monkeypatch.context() as patch:
+        patch.setattr(cynn, "model_info", lambda path: {**model_info(path), "metadata": [1, 2]})
+        assert main(["predict", source, png]) == 0
+        assert main(["evaluate", source, "--dataset", "digits"]) == 0
+    capsys.readouterr()
+    bad = {"dataset": 5, "seed": "x", "class_names": list(range(10)), "image_shape": [1, 8]}
+    typed = _with_metadata(source, tmp_path / "typed.npz", bad)
+    assert main(["predict", typed, png]) == 0
+    assert _predicted(capsys.readouterr().out, png)[0] in list("0123456789")
+    assert main(["evaluate", typed]) == 2
+    _one_line(capsys, f"{typed!r} does not say which dataset it was trained on; pass --dataset")
+    assert main(["evaluate", typed, "--dataset", "digits"]) == 0
+    assert "accuracy: " in capsys.readouterr().out
+    short = _with_metadata(source, tmp_path / "short.npz", {"class_names": ["a", "b"]})
+    named = _with_metadata(source, tmp_path / "named.npz",
+                           {"class_names": [f"c{k}" for k in range(10)]})
+    assert main(["predict", short, png]) == 0
+    assert _predicted(capsys.readouterr().out, png)[0] in list("0123456789")
+    assert main(["predict", named, png]) == 0
+    assert _predicted(capsys.readouterr().out, png)[0].startswith("c")
+    # An MLP sees the image flat only when image_shape is 3 positive ints.
+    mlp = build("mlp", (64,), 10, random_state=0)
+    for image_shape, status in (([1, 8, 8], 0), ([1, 8, True], 2), ([1, 8, "8"], 2)):
+        cynn.save(mlp, tmp_path / "mlp.npz", input_shape=(64,),
+                  metadata={"image_shape": image_shape})
+        assert main(["predict", str(tmp_path / "mlp.npz"), png]) == status
+        if status:
+            _one_line(capsys, "the model takes inputs of shape (64,), not grey or colour images")
+
+
+def test_a_directory_is_not_a_file(runs, tmp_path, capsys):
+    folder = tmp_path / "folder.npz"
+    folder.mkdir()
+    assert main(["predict", str(runs[0] / "model.npz"), str(folder)]) == 2
+    _one_line(capsys, f"{folder}: is a directory")
+    for command in ("predict", "summary", "export", "evaluate"):
+        assert main([command, str(folder)] + (["x.png"] if command == "predict" else [])) == 2
+        _one_line(capsys, f"{str(folder)!r} is a directory, not a model file")
