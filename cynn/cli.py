@@ -318,7 +318,8 @@ def cmd_train(args):
     if val is not None and os.path.exists(best_path):
         cynn.load(model, best_path)      # the best validation epoch
     else:
-        cynn.save(model, best_path, input_shape=trainer.input_shape, metadata=metadata)
+        cynn.save(model, best_path, input_shape=trainer.input_shape, metadata=metadata,
+                  training=False)
     test = trainer.evaluate((_flat_if_needed(data.X_test, config), data.y_test))
     history.to_json(os.path.join(out, "history.json"))
     history.to_csv(os.path.join(out, "history.csv"))
