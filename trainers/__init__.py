@@ -1,6 +1,6 @@
 """Training loop, callbacks, histories and scikit-learn estimators (installed as cynn.trainers)."""
 from .callbacks import (Callback, Checkpoint, CSVLogger, EarlyStopping, GradientClipping,
-                        LRScheduler, LRSchedulerCallback, ProgressBar)
+                        LRScheduler, LRSchedulerCallback, ProgressBar, TensorBoard)
 from .estimators import NeuralNetClassifier, NeuralNetRegressor
 from .history import History
 from cynn.models import mlp, small_cnn
@@ -20,6 +20,7 @@ __all__ = [
     "LRSchedulerCallback",
     "LRScheduler",  # deprecated alias of LRSchedulerCallback
     "CSVLogger",
+    "TensorBoard",
     "NeuralNetClassifier",
     "NeuralNetRegressor",
     "small_cnn",

@@ -13,6 +13,7 @@ The loop calls, in order::
 ``logs`` of a batch hold ``loss`` and ``size``; ``logs`` of an epoch are the epoch's
 History record.  A callback stops training by setting ``trainer.stop_training = True``.
 """
+import itertools
 import math
 
 from cynn._validation import choice, non_negative_float, non_negative_int
@@ -343,3 +344,118 @@ class CSVLogger(Callback):
         History(trainer.history.records).to_csv(self.path)
 
 
+
+
+# History columns and the TensorBoard tags they are written under: one chart per
+# quantity, with the training and validation curves side by side.
+_TENSORBOARD_TAGS = {"train_loss": "loss/train", "val_loss": "loss/val",
+                     "train_accuracy": "accuracy/train", "val_accuracy": "accuracy/val",
+                     "lr": "learning_rate", "seconds": "time/seconds_per_epoch"}
+
+
+_writer_count = itertools.count()
+
+
+class TensorBoard(Callback):
+    """Write every epoch's History record (losses, accuracies, learning rate, time,
+    and any column a callback adds) as TensorBoard event files, one sub-folder of
+    ``log_dir`` per fit; view them with ``tensorboard --logdir LOG_DIR``.
+
+    The writer is tensorboardX (``pip install "cynn-framework[tensorboard]"``),
+    imported and opened at the first epoch's end and closed when training ends, so
+    the callback can be copied, pickled and cloned by scikit-learn (it holds no open
+    file between fits) and each fit of a grid search writes its own run.  A resumed
+    `Trainer.fit` goes on writing into the run it stopped in.
+
+    Parameters
+    ----------
+    log_dir : str or path-like, default 'runs/tensorboard'
+    run_name : str, optional
+        The sub-folder of the next fit; default: the time, the process id and a
+        counter (unique even for parallel jobs).
+
+    Attributes
+    ----------
+    run_dir : str or None
+        The folder of the current (or last) fit.
+    """
+
+    def __init__(self, log_dir="runs/tensorboard", run_name=None):
+        self.log_dir = log_dir
+        self.run_name = run_name
+        self.run_dir = None
+        self._writer = None
+
+    def _open(self):
+        try:
+            from tensorboardX import SummaryWriter
+        except ImportError as exc:
+            raise ImportError('the TensorBoard callback writes through tensorboardX: pip install '
+                              '"cynn-framework[tensorboard]" (pip install -e ".[tensorboard]" from '
+                              'a checkout)') from exc
+        import os
+
+        if self.run_dir is None:
+            self.run_dir = self._new_run_dir()
+        # tensorboardX names its file after the second it was opened: a resumed run
+        # reopening the folder within that second would overwrite the first file.
+        self._writer = SummaryWriter(logdir=self.run_dir,
+                                     filename_suffix=f".{os.getpid()}.{next(_writer_count)}")
+
+    def _new_run_dir(self):
+        import os
+        import time
+
+        os.makedirs(self.log_dir, exist_ok=True)
+        base = os.path.join(os.fspath(self.log_dir), self.run_name or
+                            f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+        for i in range(1, 100000):
+            path = base if i == 1 else f"{base}-{i}"
+            try:
+                os.mkdir(path)      # atomic: two fits never share a folder
+                return path
+            except FileExistsError:
+                continue
+        raise OSError(f"TensorBoard: no free run folder name under {base!r}")
+
+    def on_train_begin(self, trainer):
+        self.close()
+        self.run_dir = None
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        if self._writer is None:
+            self._open()
+        for key, value in logs.items():
+            if key == "epoch" or isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            self._writer.add_scalar(_TENSORBOARD_TAGS.get(key, key), float(value), epoch)
+        self._writer.flush()
+
+    def on_train_end(self, trainer):
+        self.close()
+
+    def close(self):
+        """Flush and close the writer, if one is open."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def state_dict(self):
+        return {"run_dir": self.run_dir or ""}
+
+    def load_state_dict(self, state):
+        # A resumed run writes on into the folder it stopped in.
+        self.run_dir = state["run_dir"] or None
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_writer"] = None      # an open writer is a file and a thread
+        return state
+
+    def __deepcopy__(self, memo):
+        copy = TensorBoard(self.log_dir, self.run_name)
+        copy.run_dir = self.run_dir
+        return copy
+
+    def __repr__(self):
+        return f"TensorBoard(log_dir={self.log_dir!r})"
