@@ -4,6 +4,13 @@ They follow scikit-learn's contract: ``__init__`` stores its arguments untouched
 ``fit`` validates all of them at once, fitted state ends in ``_``.  They work in
 Pipeline, cross_val_score, GridSearchCV (also with ``n_jobs``: fitted and unfitted
 estimators pickle), and pass ``sklearn.utils.estimator_checks``.
+
+Where scikit-learn has ``sklearn.callback`` (1.9 and later) they also take its callbacks,
+``est.set_callbacks(ProgressBar(), ScoringMonitor(scoring=...))``, on their own or
+propagated from a meta-estimator such as GridSearchCV: ``fit`` (or ``partial_fit``) is
+the root task and each epoch one sub-task.  With an older scikit-learn they work as
+before, without ``set_callbacks``.  The ``callbacks`` parameter (cynn's own, for the
+Trainer) is unrelated and works either way.
 """
 import copy
 import functools
@@ -28,10 +35,73 @@ from .callbacks import Callback, EarlyStopping, GradientClipping
 from cynn.models import build
 from .trainer import Trainer
 
+try:
+    # scikit-learn >= 1.9: its callback protocol.  Older versions have no such module;
+    # the estimators then neither gain set_callbacks nor report epochs to anything.
+    from sklearn.callback import CallbackSupportMixin as _CallbackSupportMixin
+    from sklearn.callback import with_callbacks as _with_callbacks
+except ImportError:
+    _CallbackSupportMixin = None
+
+    def _with_callbacks(method):
+        return method
+
+#: Base classes the estimators gain from scikit-learn's callback support, if any.
+_CALLBACK_BASES = () if _CallbackSupportMixin is None else (_CallbackSupportMixin,)
+
 _OPTIMIZERS = ("adam", "adamw", "sgd")
 
 
-class _NeuralNet(BaseEstimator):
+class _SklearnCallbackBridge(Callback):
+    """A cynn Callback that reports each epoch of the Trainer as one sub-task of the
+    estimator's scikit-learn callback context (``sklearn.callback``).
+
+    ``on_epoch_begin`` opens a sub-context "epoch" and calls the scikit-learn
+    callbacks' ``on_fit_task_begin``; ``on_epoch_end`` calls their ``on_fit_task_end``
+    with the fit's data and the state needed for a ``fitted_estimator`` (a copy of the
+    estimator holding a snapshot of the network after that epoch), and sets
+    ``trainer.stop_training`` when one of them asks to stop.  An epoch that began
+    but never ended (Ctrl-C, a non-finite loss) is closed without data at
+    ``on_train_end``, so every begin has its end.
+    """
+
+    def __init__(self, estimator, context, X, y, metadata):
+        self.estimator = estimator
+        self.context = context
+        self.X = X
+        self.y = y
+        self.metadata = metadata
+        self._epoch_context = None
+
+    def _state(self):
+        # Called lazily, only when a callback asks for fitted_estimator.  The network
+        # is copied so that the estimator handed out stays as it was at this point,
+        # whatever training does next (and predicting on it never touches the one
+        # being trained).
+        est = self.estimator
+        return {"module_": copy.deepcopy(est.module_), "n_iter_": len(est.history_),
+                "loss_curve_": est.history_["train_loss"]}
+
+    def on_epoch_begin(self, trainer, epoch):
+        self._epoch_context = self.context.subcontext(task_name="epoch")
+        self._epoch_context.call_on_fit_task_begin(
+            estimator=self.estimator, X=self.X, y=self.y, metadata=self.metadata,
+            reconstruction_attributes=self._state)
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        context, self._epoch_context = self._epoch_context, None
+        if context.call_on_fit_task_end(estimator=self.estimator, X=self.X, y=self.y,
+                                        metadata=self.metadata,
+                                        reconstruction_attributes=self._state):
+            trainer.stop_training = True
+
+    def on_train_end(self, trainer):
+        if self._epoch_context is not None:
+            context, self._epoch_context = self._epoch_context, None
+            context.call_on_fit_task_end(estimator=self.estimator)
+
+
+class _NeuralNet(*_CALLBACK_BASES, BaseEstimator):
     """What the classifier and the regressor share: parameters, validation, the loop."""
 
     def __init__(self, module=None, image_shape=None, criterion=None, optimizer="adam", lr=1e-3,
@@ -199,14 +269,36 @@ class _NeuralNet(BaseEstimator):
             raise ValueError("sample_weight (times class_weight) is 0 for every sample")
         return w
 
-    def _fit_epochs(self, X, y, epochs, stratify, w=None):
+    def _fit_epochs(self, X, y, epochs, stratify, w=None, task="fit", reported=None):
+        """Train ``epochs`` epochs on the prepared (X, y, w).
+
+        ``reported`` is ``(X, y, sample_weight)`` as the caller of ``task`` ("fit" or
+        "partial_fit") gave them, after validation: what scikit-learn's callbacks see
+        (ScoringMonitor scores ``predict`` on them, so the rows and the labels).
+        """
+        context = None
+        extra = []
+        if _CallbackSupportMixin is not None:
+            # The root task: this call, with one sub-task per epoch it may run.
+            X_cb, y_cb, sw_cb = reported if reported is not None else (None, None, None)
+            metadata = None if sw_cb is None else {"sample_weight": sw_cb}
+            context = self._init_callback_context(task_name=task, max_subtasks=epochs)
+            context.call_on_fit_task_begin(estimator=self, X=X_cb, y=y_cb, metadata=metadata)
         train, val = self._split(X, y, w, stratify)
-        extra = [EarlyStopping("val_loss", patience=self.patience)] if val is not None else []
+        if val is not None:
+            extra.append(EarlyStopping("val_loss", patience=self.patience))
+        if context is not None:
+            extra.append(_SklearnCallbackBridge(self, context, X_cb, y_cb, metadata))
         trainer = self._trainer(extra)
         trainer.fit(train, val, epochs=epochs)
         self.n_iter_ = len(self.history_)
         self.loss_curve_ = self.history_["train_loss"]
         self.validation_scores_ = self._validation_scores(val)
+        if context is not None:
+            # With EarlyStopping the network now holds the best epoch's weights: the
+            # root task's fitted_estimator is this estimator as fit leaves it.
+            context.call_on_fit_task_end(estimator=self, X=X_cb, y=y_cb, metadata=metadata,
+                                         reconstruction_attributes={})
         return self
 
     def _validation_scores(self, val):
@@ -309,6 +401,18 @@ class NeuralNetClassifier(ClassifierMixin, _NeuralNet):
     ----------
     classes_, n_features_in_, module_, history_, n_iter_, loss_curve_,
     validation_scores_ (validation accuracy per epoch, or None)
+
+    Notes
+    -----
+    With scikit-learn 1.9 or later, ``set_callbacks`` takes scikit-learn's callbacks
+    (``sklearn.callback.ProgressBar``, ``ScoringMonitor``, ...), which may also be
+    set on a meta-estimator such as GridSearchCV and propagate to this one.  ``fit``
+    (or ``partial_fit``) is the root task, with ``max_epochs`` (or 1) sub-tasks named
+    "epoch"; at the end of each the callbacks get the data of the call and a fitted
+    copy of the estimator as it is after that epoch, and a callback returning True
+    stops training after it.  They see the whole of X and y, including any
+    early-stopping split.  They do not change the fit: with the same
+    ``random_state`` it is bit-identical with and without them.
     """
 
     def __init__(self, module=None, image_shape=None, criterion=None, optimizer="adam", lr=1e-3,
@@ -339,6 +443,7 @@ class NeuralNetClassifier(ClassifierMixin, _NeuralNet):
             raise ValueError(f"y contains labels {unknown[:5].tolist()} not in classes {classes.tolist()}")
         return index.astype(np.int64)
 
+    @_with_callbacks
     def fit(self, X, y, sample_weight=None):
         """Train from scratch (or from the last weights with ``warm_start``) for
         ``max_epochs`` epochs.
@@ -357,8 +462,9 @@ class NeuralNetClassifier(ClassifierMixin, _NeuralNet):
             self.classes_ = classes
             self._initialize(X.shape[1], len(classes))
         return self._fit_epochs(self._reshape(X), self._encode(y, self.classes_), self.max_epochs,
-                                True, w)
+                                True, w, reported=(X, y, sample_weight))
 
+    @_with_callbacks
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """One epoch on (X, y); ``classes`` (all labels) is required on the first call.
 
@@ -384,7 +490,8 @@ class NeuralNetClassifier(ClassifierMixin, _NeuralNet):
             raise ValueError(f"classes {np.unique(classes).tolist()} differ from the first call's "
                              f"{self.classes_.tolist()}")
         w = self._weights(X, y, sample_weight)
-        return self._fit_epochs(self._reshape(X), self._encode(y, self.classes_), 1, True, w)
+        return self._fit_epochs(self._reshape(X), self._encode(y, self.classes_), 1, True, w,
+                                task="partial_fit", reported=(X, y, sample_weight))
 
     def predict_proba(self, X):
         """Class probabilities (softmax of the network's outputs), columns in ``classes_`` order."""
@@ -420,6 +527,7 @@ class NeuralNetRegressor(RegressorMixin, _NeuralNet):
         y = np.asarray(y, dtype=np.dtype(self.dtype))
         return y.reshape(-1, 1) if y.ndim == 1 else y
 
+    @_with_callbacks
     def fit(self, X, y, sample_weight=None):
         """Train from scratch (or from the last weights with ``warm_start``) for
         ``max_epochs`` epochs; ``sample_weight`` weighs each row's loss (see
@@ -433,8 +541,10 @@ class NeuralNetRegressor(RegressorMixin, _NeuralNet):
             self.n_outputs_ = n_outputs
             self._y_ndim_ = y.ndim
             self._initialize(X.shape[1], n_outputs)
-        return self._fit_epochs(self._reshape(X), self._targets(y), self.max_epochs, False, w)
+        return self._fit_epochs(self._reshape(X), self._targets(y), self.max_epochs, False, w,
+                                reported=(X, y, sample_weight))
 
+    @_with_callbacks
     def partial_fit(self, X, y, sample_weight=None):
         """One epoch on (X, y), with optional ``sample_weight``."""
         first = not hasattr(self, "module_")
@@ -447,7 +557,8 @@ class NeuralNetRegressor(RegressorMixin, _NeuralNet):
             self._y_ndim_ = y.ndim
             self._initialize(X.shape[1], self.n_outputs_)
         w = self._weights(X, y, sample_weight)
-        return self._fit_epochs(self._reshape(X), self._targets(y), 1, False, w)
+        return self._fit_epochs(self._reshape(X), self._targets(y), 1, False, w,
+                                task="partial_fit", reported=(X, y, sample_weight))
 
     def predict(self, X):
         out = self._forward(X).astype(np.float64)
