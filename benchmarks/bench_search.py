@@ -34,7 +34,7 @@ def search(n_jobs, X, y, epochs):
     start = time.perf_counter()
     grid.fit(X, y)
     seconds = time.perf_counter() - start
-    return seconds, sorted(set(grid.cv_results_["mean_test_threads"])), \
+    return seconds, sorted({int(t) for t in grid.cv_results_["mean_test_threads"]}), \
         float(np.max(grid.cv_results_["mean_test_accuracy"]))
 
 
