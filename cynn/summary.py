@@ -298,6 +298,8 @@ def _trace(model, places, x, shape):
                 if failure:  # located already, by the module that failed
                     raise
                 failure.append(_located(exc, module, path, input, shape))
+                if failure[0] is exc:
+                    raise
                 raise failure[0] from exc
             record.append((len(outputs), output))
             outputs.append(output)
@@ -327,9 +329,12 @@ def _located(exc, module, path, input, shape):
     message = (f"summary(input_shape={shape}): {where} got input of shape "
                f"{np.shape(input)}: {exc}")
     try:
-        return type(exc)(message)
+        located = type(exc)(message)
     except Exception:  # noqa: BLE001 - an exception class that takes other arguments
-        return RuntimeError(message)
+        # (NumPy's MemoryError takes a shape and a dtype): keep it, with a note.
+        exc.add_note(message)
+        return exc
+    return located
 
 
 def _owned(x, outputs):

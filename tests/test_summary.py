@@ -307,3 +307,18 @@ def test_import_cynn_does_not_import_summary():
     code = "import sys, cynn; print('cynn.summary' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_an_error_that_cannot_be_rebuilt_keeps_its_type_with_a_note():
+    class Odd(Exception):
+        def __init__(self, code, detail):       # like NumPy's MemoryError(shape, dtype)
+            super().__init__(code, detail)
+
+    class Fails(cynn.Module):
+        def _compute_output(self, input):
+            raise Odd(7, "no room")
+
+    with pytest.raises(Odd) as info:
+        cynn.Sequential(cynn.ReLU(), Fails()).summary((3,))
+    assert any("Sequential[1] Fails got input of shape (1, 3)" in note
+               for note in info.value.__notes__)
