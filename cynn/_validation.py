@@ -39,6 +39,21 @@ def as_real_array(x, owner, name="input"):
     return arr
 
 
+
+def sample_weights(sample_weight, n, owner):
+    """``sample_weight`` as float64 of shape ``(n,)``: finite, non-negative and not all
+    0 (a weighted mean over no weight is undefined); ValueError naming the bad value."""
+    w = as_real_array(sample_weight, owner, name="sample_weight").astype(np.float64)
+    if w.ndim != 1 or w.shape[0] != n:
+        raise ValueError(f"{owner}: sample_weight must have shape ({n},), one weight per "
+                         f"sample, got {w.shape}")
+    if not np.isfinite(w).all() or (w < 0).any():
+        bad = w[~np.isfinite(w) | (w < 0)][0]
+        raise ValueError(f"{owner}: sample_weight must be finite and non-negative, got {bad}")
+    if w.sum() == 0:
+        raise ValueError(f"{owner}: sample_weight sums to 0; at least one sample must count")
+    return w
+
 def as_float_array(x, owner, dtype=None, name="input"):
     """Convert ``x`` to a C-contiguous float array, copying only when needed.
 

@@ -14,7 +14,7 @@ a sample exactly as showing it twice.
 """
 import numpy as np
 
-from ._validation import as_float_array, as_real_array, check_ndim
+from ._validation import as_float_array, as_real_array, check_ndim, sample_weights
 from .functional import log_softmax
 
 __all__ = [
@@ -67,18 +67,8 @@ class Criterion:
                         "_sample_losses)")
 
     def _check_weights(self, sample_weight, input):
-        owner = type(self).__name__
-        w = as_real_array(sample_weight, owner, name="sample_weight").astype(np.float64)
         n = np.shape(input)[0] if np.ndim(input) else None
-        if w.ndim != 1 or w.shape[0] != n:
-            raise ValueError(f"{owner}: sample_weight must have shape ({n},), one weight per "
-                             f"sample, got {w.shape}")
-        if not np.isfinite(w).all() or (w < 0).any():
-            bad = w[~np.isfinite(w) | (w < 0)][0]
-            raise ValueError(f"{owner}: sample_weight must be finite and non-negative, got {bad}")
-        if w.sum() == 0:
-            raise ValueError(f"{owner}: sample_weight sums to 0; at least one sample must count")
-        return w
+        return sample_weights(sample_weight, n, type(self).__name__)
 
     __call__ = forward
 

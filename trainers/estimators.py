@@ -242,10 +242,10 @@ class _NeuralNet(*_CALLBACK_BASES, BaseEstimator):
         return trainer
 
     def _split(self, X, y, w, stratify):
-        if not (self.early_stopping and self.validation_fraction):
-            return ((X, y) if w is None else (X, y, w)), None
-        strat = y if stratify else None
         arrays = (X, y) if w is None else (X, y, w)
+        if not (self.early_stopping and self.validation_fraction):
+            return arrays, None
+        strat = y if stratify else None
         try:
             parts = train_test_split(*arrays, test_size=self.validation_fraction, stratify=strat,
                                      random_state=int(self._rng_.integers(2**31 - 1)))

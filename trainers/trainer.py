@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from cynn._random import as_generator
-from cynn._validation import _is_integer, callable_or_none, positive_int
+from cynn._validation import _is_integer, callable_or_none, positive_int, sample_weights
 from cynn.criterions import Criterion
 from cynn.datasets import iterate_minibatches
 from cynn.module import Module, inference_mode
@@ -39,13 +39,7 @@ def _as_xy(data, name, weights=False):
         raise ValueError(f"{name} is empty")
     if not weights:
         return X, y
-    if w is not None:
-        w = np.asarray(w, dtype=np.float64)
-        if w.shape != (len(X),):
-            raise ValueError(f"{name}: sample_weight must have shape ({len(X)},), got {w.shape}")
-        if not np.isfinite(w).all() or (w < 0).any() or w.sum() == 0:
-            raise ValueError(f"{name}: sample_weight must be finite, non-negative and not all 0")
-    return X, y, w
+    return X, y, None if w is None else sample_weights(w, len(X), name)
 
 
 def _state_arrays(module):
@@ -289,39 +283,20 @@ class Trainer:
                 xb = self._augmented(xb, epoch, batch)
             self.optimizer.zero_grad()
             output = self.model.forward(xb)
-            if wb is not None and not wb.any():
-                # Every weight of this batch is 0: nothing to learn from it.
-                self._call("on_batch_end", batch, {"loss": 0.0, "size": len(xb)})
-                if flag.raised:
-                    self.interrupted = True
-                    return
-                continue
-            loss = (self.criterion.forward(output, yb) if wb is None
-                    else self.criterion.forward(output, yb, sample_weight=wb))
-            if not math.isfinite(loss):
-                snapshot.restore()
-                raise NonFiniteLossError(
-                    f"non-finite loss ({loss}) at epoch {epoch}, batch {batch}; training stopped "
-                    "and the model was left at its last finite weights (try a lower learning rate)")
-            self.model.backward(xb, self.criterion.backward(output, yb) if wb is None
-                                else self.criterion.backward(output, yb, sample_weight=wb))
-            self._call("on_grad_computed", batch)
-            self.optimizer.step()
-            if not all(np.isfinite(p).all() for p in self.model.get_parameters()):
-                snapshot.restore()
-                raise NonFiniteLossError(
-                    f"parameters became non-finite after the step at epoch {epoch}, batch {batch}; "
-                    "the model was left at its last finite weights (try a lower learning rate)")
-            snapshot.refresh()
             n = len(xb)
-            total_loss += loss * (n if wb is None else float(wb.sum()))
-            total_weight += n if wb is None else float(wb.sum())
-            total_seen += n
-            correct = _accuracy_counts(output, yb)
-            if correct is None:
-                accuracy_applies = False
+            if wb is not None and not wb.any():
+                loss = 0.0      # every weight of this batch is 0: nothing to learn from it
             else:
-                total_correct += correct
+                loss = self._learn(xb, yb, wb, output, epoch, batch, snapshot)
+                weight = n if wb is None else float(wb.sum())
+                total_loss += loss * weight
+                total_weight += weight
+                total_seen += n
+                correct = _accuracy_counts(output, yb)
+                if correct is None:
+                    accuracy_applies = False
+                else:
+                    total_correct += correct
             self._call("on_batch_end", batch, {"loss": loss, "size": n})
             if flag.raised:
                 self.interrupted = True
@@ -338,6 +313,29 @@ class Trainer:
         record["seconds"] = time.perf_counter() - start
         self.history.append(record)
         self._call("on_epoch_end", epoch, self.history[-1])
+
+    def _learn(self, xb, yb, wb, output, epoch, batch, snapshot):
+        """The loss of one batch's ``output``, its backward pass and the optimizer step;
+        returns the loss.  A non-finite loss or step restores the last finite weights
+        and raises."""
+        # Criterions that predate sample_weight are still called as they always were.
+        weight = {} if wb is None else {"sample_weight": wb}
+        loss = self.criterion.forward(output, yb, **weight)
+        if not math.isfinite(loss):
+            snapshot.restore()
+            raise NonFiniteLossError(
+                f"non-finite loss ({loss}) at epoch {epoch}, batch {batch}; training stopped "
+                "and the model was left at its last finite weights (try a lower learning rate)")
+        self.model.backward(xb, self.criterion.backward(output, yb, **weight))
+        self._call("on_grad_computed", batch)
+        self.optimizer.step()
+        if not all(np.isfinite(p).all() for p in self.model.get_parameters()):
+            snapshot.restore()
+            raise NonFiniteLossError(
+                f"parameters became non-finite after the step at epoch {epoch}, batch {batch}; "
+                "the model was left at its last finite weights (try a lower learning rate)")
+        snapshot.refresh()
+        return loss
 
     def _augmented(self, xb, epoch, batch):
         # One generator per batch from (seed, epoch, batch), never one carried from
