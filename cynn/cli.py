@@ -16,7 +16,7 @@ import os
 import sys
 import time
 
-from cynn._validation import parse_positive_int, positive_float, positive_int
+from cynn._validation import _is_integer, parse_positive_int, positive_float, positive_int
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 # Training-batch augmentations by name; see _augmentation for what each one does.
@@ -429,18 +429,14 @@ def _old_run_model(path):
                    "class_names": config.get("class_names"), "image_shape": config["input_shape"]}
 
 
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 # What the CLI uses of a model file's metadata, each entry kept only when it passes
 # its check: the file is data, not trusted.
 _METADATA_CHECKS = {
     "dataset": lambda v: isinstance(v, str),
-    "seed": _is_int,
+    "seed": _is_integer,
     "class_names": lambda v: isinstance(v, list) and all(isinstance(s, str) for s in v),
     "image_shape": lambda v: (isinstance(v, list) and len(v) == 3
-                              and all(_is_int(d) and d > 0 for d in v)),
+                              and all(_is_integer(d) and d > 0 for d in v)),
 }
 
 
@@ -511,7 +507,7 @@ MAX_SAMPLE_VALUES = 2 ** 26
 def _checked_shape(shape, where):
     """``shape`` as a tuple, if it is positive ints of at most MAX_SAMPLE_VALUES values;
     CLIError beginning with ``where`` otherwise."""
-    if not shape or not all(_is_int(d) and d > 0 for d in shape):
+    if not shape or not all(_is_integer(d) and d > 0 for d in shape):
         raise CLIError(f"{where}: not positive integers")
     if math.prod(shape) > MAX_SAMPLE_VALUES:
         raise CLIError(f"{where}: {math.prod(shape):,} values per sample, more than the "

@@ -22,6 +22,7 @@ import zipfile
 
 import numpy as np
 
+from ._validation import _is_integer
 from .module import Module
 
 FORMAT = "cynn-model"
@@ -211,8 +212,7 @@ def _header(module, input_shape, metadata, training=None):
         input_shape = getattr(module, "input_shape", None)
     if input_shape is not None:
         shape = tuple(input_shape) if isinstance(input_shape, (tuple, list)) else None
-        if not shape or not all(isinstance(d, numbers.Integral) and not isinstance(d, bool)
-                                and d > 0 for d in shape):
+        if not shape or not all(_is_integer(d) and d > 0 for d in shape):
             raise ValueError(f"save: input_shape must be a tuple of positive ints (one "
                              f"sample, no batch axis), got {input_shape!r}")
         header["input_shape"] = [int(d) for d in shape]
@@ -362,11 +362,11 @@ def _split(path):
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise ValueError(f"{where}: {MODEL_MEMBER} does not describe a cynn model")
     version = header.get("format_version")
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+    if not _is_integer(version) or version < 1:
         raise ValueError(f"{where}: format_version is {version!r}, not a version number")
     shape = header.get("input_shape")
     if shape is not None and not (isinstance(shape, list) and shape and all(
-            isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)):
+            _is_integer(d) and d > 0 for d in shape)):
         raise ValueError(f"{where}: input_shape is {str(shape)[:80]}, not a list of positive ints")
     if header.get("metadata") is not None and not isinstance(header["metadata"], dict):
         raise ValueError(f"{where}: metadata is a {type(header['metadata']).__name__}, not a dict")
@@ -414,9 +414,9 @@ def _check_shapes(cls, config, state, prefix, where):
         values = [config.get(n) for n in names]
         for n, v in zip(names, values):
             if isinstance(v, list):
-                if len(v) != 2 or not all(isinstance(x, int) and not isinstance(x, bool) for x in v):
+                if len(v) != 2 or not all(_is_integer(x) for x in v):
                     raise ArchitectureError(f"{where} ({cls.__name__}): {n} is {v!r}")
-            elif not isinstance(v, int) or isinstance(v, bool):
+            elif not _is_integer(v):
                 raise ArchitectureError(f"{where} ({cls.__name__}): {n} is {v!r}, not an int")
         return values
 
