@@ -202,16 +202,15 @@ def _make_out_dir(args, model):
     if out is None:
         # Named from the time to the second, plus a counter: two runs started in the
         # same second (a shell loop with &) each create their own folder, atomically.
+        from cynn.serialization import new_folder
+
         base = os.path.join("runs", f"{args.dataset}-{model}-{args.optimizer}-"
                             f"{time.strftime('%Y%m%d-%H%M%S')}")
-        os.makedirs("runs", exist_ok=True)
-        for i in range(1, 10000):
-            out = base if i == 1 else f"{base}-{i}"
-            try:
-                os.mkdir(out)
-                break
-            except FileExistsError:
-                continue
+        try:
+            os.makedirs("runs", exist_ok=True)
+            out = new_folder(base)
+        except OSError as exc:
+            raise CLIError(f"cannot create a run folder: {exc.strerror or exc}") from None
     try:
         os.makedirs(out, exist_ok=True)
         probe = os.path.join(out, ".cynn-write-test")

@@ -34,6 +34,20 @@ MODEL_MEMBER = "__model__.json"
 _MAX_DEPTH = 64
 
 
+def new_folder(base, attempts=10000):
+    """Create and return the folder ``base``, or ``base-2``, ``base-3``, ... if taken:
+    ``os.mkdir`` is atomic, so two processes (a shell loop with &, the workers of a
+    grid search) never get the same one.  FileExistsError after ``attempts`` names."""
+    for i in range(1, attempts + 1):
+        path = base if i == 1 else f"{base}-{i}"
+        try:
+            os.mkdir(path)
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free folder name from {base!r} to {base}-{attempts}")
+
+
 def atomic_write(path, write):
     """Call ``write(file_object)`` on a temporary file, then rename it to ``path``."""
     path = os.fspath(path)

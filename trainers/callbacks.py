@@ -406,17 +406,12 @@ class TensorBoard(Callback):
         import os
         import time
 
+        from cynn.serialization import new_folder
+
         os.makedirs(self.log_dir, exist_ok=True)
-        base = os.path.join(os.fspath(self.log_dir), self.run_name or
-                            f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
-        for i in range(1, 100000):
-            path = base if i == 1 else f"{base}-{i}"
-            try:
-                os.mkdir(path)      # atomic: two fits never share a folder
-                return path
-            except FileExistsError:
-                continue
-        raise OSError(f"TensorBoard: no free run folder name under {base!r}")
+        return new_folder(os.path.join(os.fspath(self.log_dir), self.run_name or
+                                       f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"),
+                          attempts=100000)
 
     def on_train_begin(self, trainer):
         self.close()
