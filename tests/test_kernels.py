@@ -99,27 +99,29 @@ def test_conv2d_input_grad_paths_match_reference(case, dtype, as_conv, rng, monk
 
 
 @pytest.fixture
-def direct_taps():
-    """Set the conv kernel's direct-convolution threshold for one test, then restore it."""
+def direct_conv():
+    """Switch the conv kernel's direct stride-1 convolution for one test, then restore it."""
     from cynn._kernels import conv
 
-    old = conv.set_direct_max_taps(0)
-    yield conv.set_direct_max_taps
-    conv.set_direct_max_taps(old)
+    old = conv.set_direct(True)
+    yield conv.set_direct
+    conv.set_direct(old)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", CONV_CASES + [(3, 3, 6, 9, 40, (3, 3), (1, 1), (1, 1)),
-                                               (2, 1, 5, 7, 17, (5, 5), (1, 1), (2, 2))])
-@pytest.mark.parametrize("taps", [0, 32])
+                                               (2, 1, 5, 7, 17, (5, 5), (1, 1), (2, 2)),
+                                               (2, 17, 9, 6, 5, (3, 2), (1, 1), (0, 1)),
+                                               (1, 5, 3, 4, 4, (1, 1), (1, 1), (0, 0))])
+@pytest.mark.parametrize("direct", [False, True])
 @pytest.mark.parametrize("bias", [True, False])
-def test_conv2d_forward_paths_match_reference(case, dtype, taps, bias, rng, direct_taps, tolerance):
-    """The forward pass with the direct convolution off (0 taps) and on wherever it applies
-    (stride 1, at most 32 taps, rows of at least one 64-byte vector), with and without
-    bias; the extra cases have rows of 40 and 17 values (vectors and an overlapping tail)
-    and a filter count that is not a multiple of four."""
+def test_conv2d_forward_paths_match_reference(case, dtype, direct, bias, rng, direct_conv, tolerance):
+    """The forward pass with the direct convolution off (im2col + GEMM everywhere) and on
+    (every stride-1 case), with and without bias; the extra cases have rows of 40 and 17
+    values, wide output grids whose last tile runs past the sample, filter counts that
+    are not a multiple of the kernel's blocks of four, a non-square kernel and a 1x1."""
     n, c, f, h, w, k, s, p = case
-    direct_taps(taps)
+    direct_conv(direct)
     conv = cynn.Conv2d(c, f, k, stride=s, padding=p, bias=bias, dtype=dtype, random_state=0)
     x = rng.standard_normal((n, c, h, w)).astype(dtype)
     y = conv.forward(x)
@@ -129,11 +131,43 @@ def test_conv2d_forward_paths_match_reference(case, dtype, taps, bias, rng, dire
     np.testing.assert_allclose(y, expected, **tol)
 
 
-def test_direct_threshold_is_checked(direct_taps):
-    with pytest.raises(ValueError, match="0 to 32 taps, got 33"):
-        direct_taps(33)
-    with pytest.raises(ValueError, match="got -1"):
-        direct_taps(-1)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("direct", [False, True])
+def test_conv2d_input_gradient_as_convolution_matches_reference(dtype, direct, rng, direct_conv,
+                                                               tolerance):
+    """16 -> 9 channels at stride 1 takes the flipped-kernel path for dx, which runs on
+    the direct kernel when it is on."""
+    direct_conv(direct)
+    conv = cynn.Conv2d(16, 9, 3, dtype=dtype, random_state=0)
+    assert conv._grad_input_as_conv(1, 1)
+    x = rng.standard_normal((3, 16, 7, 11)).astype(dtype)
+    dy = rng.standard_normal((3, 9, 7, 11)).astype(dtype)
+    conv.forward(x)
+    dx = conv.backward(x, dy)
+    dx_ref, dw_ref, db_ref = ref.conv2d_backward(x.astype(np.float64), conv.W.astype(np.float64),
+                                                 dy.astype(np.float64), (1, 1), (1, 1))
+    np.testing.assert_allclose(dx, dx_ref, **tolerance(dtype))
+    np.testing.assert_allclose(conv.gradW, dw_ref, **tolerance(dtype))
+
+
+@pytest.mark.parametrize("n", [1, 2])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_conv2d_filters_shared_out_when_samples_are_fewer_than_threads(n, stride, rng):
+    """With fewer samples than threads the direct kernel (stride 1) splits each sample's
+    filter blocks between threads, the GEMM path (stride 2) does not: either way the
+    same values as one thread, bit for bit (10 filters: 3 blocks)."""
+    conv = cynn.Conv2d(6, 10, 3, stride=stride, random_state=0)
+    conv.evaluate()
+    x = rng.standard_normal((n, 6, 9, 9)).astype(np.float32)
+    previous = cynn.get_num_threads()
+    try:
+        cynn.set_num_threads(1)
+        one = conv.forward(x)
+        cynn.set_num_threads(3)
+        three = conv.forward(x)
+    finally:
+        cynn.set_num_threads(previous)
+    np.testing.assert_array_equal(one, three)
 
 
 def test_conv2d_without_bias_matches_reference(rng):
@@ -288,7 +322,7 @@ def test_kernels_reject_inconsistent_shapes():
     x = np.zeros((2, 3, 5, 5), np.float32)
     w = np.zeros((4, 28), np.float32)  # (F, K + 1): the bias is the last column
     out = np.zeros((2, 4, 5, 5), np.float32)
-    enough = conv.workspace_size(3, 5, 5, 3, 3, 1, 1, 5, 5, 4)
+    enough = conv.workspace_size(3, 5, 5, 3, 3, 1, 1, 5, 5, 4, 4)
     assert enough >= 28 * 25 + 3 * 7 * 7  # (K + 1) * P columns and a padded (3, 7, 7) sample
     conv.conv2d_forward(x, w, np.zeros((1, enough), np.float32), out, 3, 3, 1, 1, 1, 1, True, 1, True)
     with pytest.raises(ValueError, match="inconsistent column workspace"):
@@ -364,7 +398,7 @@ def test_conv_kernels_reject_a_thread_count_below_one():
     from cynn._kernels import conv
 
     x = np.ones((4, 3, 5, 5), np.float32)
-    ws = np.zeros((1, conv.workspace_size(3, 5, 5, 3, 3, 1, 1, 5, 5, 4)), np.float32)
+    ws = np.zeros((1, conv.workspace_size(3, 5, 5, 3, 3, 1, 1, 5, 5, 4, 4)), np.float32)
     for threads in (0, -1):
         with pytest.raises(ValueError, match="conv kernel: inconsistent thread count"):
             conv.conv2d_forward(x, np.ones((4, 28), np.float32), ws,
@@ -383,7 +417,7 @@ def test_geometry_checks_accept_windows_that_just_fit():
 
     x = np.ones((1, 1, 3, 4), np.float64)
     out = np.zeros((1, 1, 1, 1), np.float64)
-    ws = np.zeros((1, conv.workspace_size(1, 3, 4, 5, 6, 1, 1, 1, 1, 8)), np.float64)
+    ws = np.zeros((1, conv.workspace_size(1, 3, 4, 5, 6, 1, 1, 1, 1, 8, 1)), np.float64)
     conv.conv2d_forward(x, np.ones((1, 31), np.float64), ws, out, 5, 6, 2, 3, 1, 1, True, 1, True)
     assert out[0, 0, 0, 0] == 12 + 1  # every input value once, plus the bias
     pooled = np.zeros((1, 1, 1, 2), np.float64)

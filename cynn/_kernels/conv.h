@@ -1,5 +1,5 @@
 /* Conv2d's C loops (conv.pyx): im2col and col2im over a zero-padded copy of one
-   sample, (C, Hp, Wp), and a direct stride-1 convolution for few taps.  Every patch
+   sample, (C, Hp, Wp), and the direct stride-1 convolution.  Every patch
    read is in bounds of the padded copy, so the loops need no edge cases and run as
    plain strided copies and adds that the compiler vectorizes. */
 #ifndef CYNN_CONV_H
@@ -66,55 +66,263 @@ CYNN_KERNEL CYNN_WIDE void NAME(const T* restrict col, Py_ssize_t channels, Py_s
                 }                                                                      \
 }
 
-/* Direct stride-1 convolution of one padded sample for few taps (K = C * kh * kw no
-   more than conv.pyx's threshold, set_direct_max_taps, which CYNN_DIRECT_TAPS, the
-   size of the offset table, bounds) and rows of at least one vector (L values):
-   blocks of four filters, each input vector loaded once for the four; out = bias +
-   the taps in order.  A row that is not a multiple of L ends with a vector
-   overlapping the previous one (the same values, stored again). */
-#define CYNN_DIRECT_TAPS 32
+/* Direct stride-1 convolution of one padded sample (C, Hp, Wp), for any number of
+   channels and taps, over the "wide" output grid: position q = oh * Wp + ow for every
+   ow < Wp, so that tap (c, i, j) of every position is the same contiguous run of the
+   padded sample, xp[c * Hp * Wp + i * Wp + j + q], one vector load per NV * L positions
+   (columns ow >= Wo are computed and dropped: 2 of 34 at 32x32).  A tile is FB filters
+   by NV vectors of L values: FB * NV accumulators in registers, each input vector
+   loaded once for the FB filters and each weight once for the NV vectors.
+
+   The weights come packed by CYNN_DIRECT_PACK (each filter times its ``scale``, when
+   given: a folded batch norm): blocks of FB filters, each tap's FB weights side by side, the last block padded with zero filters, then the bias of
+   every block's filters (zero without one).  buf gets rows blk * FB + r (every block
+   row, also the padding filters') of ldb >= nq values, nq = Ho * Wp rounded up to
+   NV * L; xp must be readable for NV * L + kw values past its C planes (the positions
+   beyond Ho * Wp read them, and are dropped too).  Positions run in chunks whose input
+   rows stay in the cache while every block of filters passes over them.  Every output
+   is the bias plus the taps in order (c, i, j), so the result does not depend on the
+   block range or chunk a caller asks for. */
+enum { CYNN_DIRECT_FB = 4, CYNN_DIRECT_NV = 3 };
+
+#define CYNN_DIRECT_PACK(NAME, T, SFX)                                                 \
+CYNN_KERNEL void NAME(const T* restrict w, Py_ssize_t ldw, Py_ssize_t n_filters,        \
+        Py_ssize_t taps, const T* restrict bias, Py_ssize_t bias_stride,               \
+        const T* restrict scale, T* restrict wpk) {                                    \
+    enum { FB = CYNN_DIRECT_FB };                                                      \
+    Py_ssize_t blocks = (n_filters + FB - 1) / FB;                                     \
+    for (Py_ssize_t blk = 0; blk < blocks; blk++)                                      \
+        for (Py_ssize_t t = 0; t < taps; t++)                                          \
+            for (int r = 0; r < FB; r++) {                                             \
+                Py_ssize_t f = blk * FB + r;                                           \
+                wpk[(blk * taps + t) * FB + r] = f >= n_filters ? (T)0                 \
+                    : scale != NULL ? w[f * ldw + t] * scale[f] : w[f * ldw + t];      \
+            }                                                                          \
+    T* restrict b = wpk + blocks * taps * FB;                                          \
+    for (Py_ssize_t f = 0; f < blocks * FB; f++)                                       \
+        b[f] = (bias != NULL && f < n_filters) ? bias[f * bias_stride] : 0;            \
+}
+
 #define CYNN_DIRECT(NAME, T, SFX)                                                      \
 CYNN_KERNEL CYNN_WIDE void NAME(const T* restrict xp, Py_ssize_t channels,             \
-        Py_ssize_t hp, Py_ssize_t wp, const T* restrict w, Py_ssize_t ldw,             \
-        Py_ssize_t n_filters, int has_bias, int kh, int kw, T* restrict out,           \
-        int ho, int wo) {                                                              \
-    enum { L = 64 / sizeof(T) };                                                       \
-    Py_ssize_t off[CYNN_DIRECT_TAPS], taps = 0, plane = (Py_ssize_t)ho * wo;           \
-    for (Py_ssize_t c = 0; c < channels; c++)                                          \
-        for (int i = 0; i < kh; i++)                                                   \
-            for (int j = 0; j < kw; j++)                                               \
-                off[taps++] = (c * hp + i) * wp + j;                                   \
-    for (Py_ssize_t f = 0; f < n_filters; f += 4) {                                    \
-        int nf = n_filters - f < 4 ? (int)(n_filters - f) : 4;                         \
-        const T* restrict w0 = w + f * ldw;                                            \
-        const T* restrict w1 = nf > 1 ? w0 + ldw : w0;                                 \
-        const T* restrict w2 = nf > 2 ? w0 + 2 * ldw : w0;                             \
-        const T* restrict w3 = nf > 3 ? w0 + 3 * ldw : w0;                             \
-        T b0 = has_bias ? w0[taps] : 0, b1 = has_bias ? w1[taps] : 0;                  \
-        T b2 = has_bias ? w2[taps] : 0, b3 = has_bias ? w3[taps] : 0;                  \
-        for (int oh = 0; oh < ho; oh++) {                                              \
-            const T* row = xp + (Py_ssize_t)oh * wp;                                   \
-            T* o = out + f * plane + (Py_ssize_t)oh * wo;                              \
-            for (int ow0 = 0; ow0 < wo; ow0 += L) {                                    \
-                int ow = ow0 + L <= wo ? ow0 : wo - L;                                 \
-                cynn_v64##SFX a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, v;               \
-                a0 = a0 + b0; a1 = a1 + b1; a2 = a2 + b2; a3 = a3 + b3;                \
-                for (Py_ssize_t t = 0; t < taps; t++) {                                \
-                    memcpy(&v, row + off[t] + ow, sizeof v);                           \
-                    a0 = a0 + v * w0[t]; a1 = a1 + v * w1[t];                          \
-                    a2 = a2 + v * w2[t]; a3 = a3 + v * w3[t];                          \
+        Py_ssize_t hp, Py_ssize_t wp, int kh, int kw, const T* restrict wpk,           \
+        Py_ssize_t n_blocks, Py_ssize_t blk0, Py_ssize_t blk1, T* restrict buf,        \
+        Py_ssize_t ldb, Py_ssize_t nq) {                                               \
+    enum { L = 32 / sizeof(T), FB = CYNN_DIRECT_FB, NV = CYNN_DIRECT_NV, Q = NV * L }; \
+    typedef cynn_v32##SFX V;                                                           \
+    Py_ssize_t taps = channels * kh * kw, plane = hp * wp;                             \
+    const T* restrict bias = wpk + n_blocks * taps * FB;                               \
+    /* positions per chunk: its input rows, C * (chunk + (kh - 1) * Wp) values, in
+       about 96 KB */                                                                  \
+    Py_ssize_t chunk = (Py_ssize_t)(98304 / sizeof(T)) / channels - (kh - 1) * wp;     \
+    chunk = chunk < Q ? Q : chunk / Q * Q;                                             \
+    for (Py_ssize_t c0 = 0; c0 < nq; c0 += chunk) {                                    \
+        Py_ssize_t c1 = c0 + chunk < nq ? c0 + chunk : nq;                             \
+        for (Py_ssize_t blk = blk0; blk < blk1; blk++) {                               \
+            const T* restrict wb = wpk + blk * taps * FB;                              \
+            const T* restrict bb = bias + blk * FB;                                    \
+            for (Py_ssize_t q = c0; q < c1; q += Q) {                                  \
+                V a00, a01, a02, a10, a11, a12, a20, a21, a22, a30, a31, a32;          \
+                a00 = a01 = a02 = (V){0} + bb[0];                                      \
+                a10 = a11 = a12 = (V){0} + bb[1];                                      \
+                a20 = a21 = a22 = (V){0} + bb[2];                                      \
+                a30 = a31 = a32 = (V){0} + bb[3];                                      \
+                const T* restrict w = wb;                                              \
+                for (Py_ssize_t c = 0; c < channels; c++) {                            \
+                    const T* xc = xp + c * plane + q;                                  \
+                    for (int i = 0; i < kh; i++) {                                     \
+                        const T* xr = xc + (Py_ssize_t)i * wp;                         \
+                        for (int j = 0; j < kw; j++, w += FB) {                        \
+                            V x0, x1, x2;                                              \
+                            memcpy(&x0, xr + j, sizeof x0);                            \
+                            memcpy(&x1, xr + j + L, sizeof x1);                        \
+                            memcpy(&x2, xr + j + 2 * L, sizeof x2);                    \
+                            T w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];              \
+                            a00 += x0 * w0; a01 += x1 * w0; a02 += x2 * w0;            \
+                            a10 += x0 * w1; a11 += x1 * w1; a12 += x2 * w1;            \
+                            a20 += x0 * w2; a21 += x1 * w2; a22 += x2 * w2;            \
+                            a30 += x0 * w3; a31 += x1 * w3; a32 += x2 * w3;            \
+                        }                                                              \
+                    }                                                                  \
                 }                                                                      \
-                memcpy(o + ow, &a0, sizeof a0);                                        \
-                if (nf > 1) memcpy(o + plane + ow, &a1, sizeof a1);                    \
-                if (nf > 2) memcpy(o + 2 * plane + ow, &a2, sizeof a2);                \
-                if (nf > 3) memcpy(o + 3 * plane + ow, &a3, sizeof a3);                \
+                T* o = buf + blk * FB * ldb + q;                                       \
+                memcpy(o, &a00, sizeof a00); memcpy(o + L, &a01, sizeof a01);          \
+                memcpy(o + 2 * L, &a02, sizeof a02); o += ldb;                         \
+                memcpy(o, &a10, sizeof a10); memcpy(o + L, &a11, sizeof a11);          \
+                memcpy(o + 2 * L, &a12, sizeof a12); o += ldb;                         \
+                memcpy(o, &a20, sizeof a20); memcpy(o + L, &a21, sizeof a21);          \
+                memcpy(o + 2 * L, &a22, sizeof a22); o += ldb;                         \
+                memcpy(o, &a30, sizeof a30); memcpy(o + L, &a31, sizeof a31);          \
+                memcpy(o + 2 * L, &a32, sizeof a32);                                   \
             }                                                                          \
         }                                                                              \
     }                                                                                  \
 }
 
+/* out rows f0..f1 (F, Ho, Wo) of one sample = the valid columns of the wide rows of buf
+   (row f, pitch Wp), then plus ``add`` (the same shape as out, or NULL), then with
+   ``relu`` 0 where the value is <= 0 (as ReLU): the epilogue a folded batch norm, a residual sum and a ReLU
+   need, while the rows are in the cache. */
+#define CYNN_WIDE_STORE(NAME, T, SFX)                                                  \
+CYNN_KERNEL CYNN_WIDE void NAME(const T* restrict buf, Py_ssize_t ldb, Py_ssize_t pitch,  \
+        Py_ssize_t f0, Py_ssize_t f1, int ho, int wo, const T* restrict add, int relu, \
+        T* restrict out) {                                                             \
+    Py_ssize_t plane = (Py_ssize_t)ho * wo;                                            \
+    for (Py_ssize_t f = f0; f < f1; f++)                                               \
+        for (int oh = 0; oh < ho; oh++) {                                              \
+            const T* restrict s = buf + f * ldb + oh * pitch;                          \
+            T* restrict d = out + f * plane + (Py_ssize_t)oh * wo;                     \
+            if (add == NULL && !relu) {                                                \
+                cynn_copy_row_##SFX(d, s, wo);                                         \
+                continue;                                                              \
+            }                                                                          \
+            const T* restrict a = add != NULL ? add + f * plane + (Py_ssize_t)oh * wo : NULL; \
+            for (int ow = 0; ow < wo; ow++) {                                          \
+                T v = s[ow];                                                           \
+                if (a != NULL) v += a[ow];                                             \
+                d[ow] = relu && v <= 0 ? (T)0 : v;  /* as ReLU: NaN passes */     \
+            }                                                                          \
+        }                                                                              \
+}
+
+/* The weight gradient of the direct stride-1 convolution, one padded sample:
+   part[t * F + f] += sum_q dyw[f * ldd + q] * xp[off[t] + q] over the wide grid
+   q < nq (dyw holds dy on that grid, zero in the dropped columns and past Ho * Wp up
+   to nq, a multiple of L), for the taps t = (c * kh + i) * kw + j with off[t] =
+   c * Hp * Wp + i * Wp + j, and with a bias part[K * F + f] += the sum of row f.
+   Tiles of WB filters by TB taps keep WB * TB vector sums in registers, each dy and
+   input vector loaded once for the tile; each sum is reduced across its lanes in a
+   fixed order.  dyw has rows up to a multiple of WB (the padding rows zero, their
+   sums never stored), and xp is readable for L + kw values past its planes. */
+enum { CYNN_WGRAD_WB = 3, CYNN_WGRAD_TB = 3 };
+#define CYNN_DIRECT_WGRAD(NAME, T, SFX)                                                \
+CYNN_KERNEL CYNN_WIDE void NAME(const T* restrict xp, const Py_ssize_t* restrict off,    \
+        Py_ssize_t taps, const T* restrict dyw, Py_ssize_t ldd, Py_ssize_t n_filters,  \
+        Py_ssize_t nq, int has_bias, T* restrict part) {                               \
+    enum { L = 32 / sizeof(T), WB = CYNN_WGRAD_WB, TB = CYNN_WGRAD_TB };               \
+    typedef cynn_v32##SFX V;                                                           \
+    for (Py_ssize_t t0 = 0; t0 < taps; t0 += TB) {                                     \
+        int nt = taps - t0 < TB ? (int)(taps - t0) : TB;                               \
+        const T* x0 = xp + off[t0];                                                    \
+        const T* x1 = xp + off[t0 + (nt > 1)];                                         \
+        const T* x2 = xp + off[t0 + (nt > 2) * 2];                                     \
+        for (Py_ssize_t f0 = 0; f0 < n_filters; f0 += WB) {                            \
+            const T* restrict d0 = dyw + f0 * ldd;                                     \
+            const T* restrict d1 = d0 + ldd;                                           \
+            const T* restrict d2 = d1 + ldd;                                           \
+            V s00 = {0}, s01 = {0}, s02 = {0}, s10 = {0}, s11 = {0}, s12 = {0};        \
+            V s20 = {0}, s21 = {0}, s22 = {0};                                         \
+            for (Py_ssize_t q = 0; q < nq; q += L) {                                   \
+                V a, b, c, u, v, w;                                                    \
+                memcpy(&a, x0 + q, sizeof a); memcpy(&b, x1 + q, sizeof b);            \
+                memcpy(&c, x2 + q, sizeof c);                                          \
+                memcpy(&u, d0 + q, sizeof u); memcpy(&v, d1 + q, sizeof v);            \
+                memcpy(&w, d2 + q, sizeof w);                                          \
+                s00 += u * a; s01 += u * b; s02 += u * c;                              \
+                s10 += v * a; s11 += v * b; s12 += v * c;                              \
+                s20 += w * a; s21 += w * b; s22 += w * c;                              \
+            }                                                                          \
+            V sums[WB][TB] = {{s00, s01, s02}, {s10, s11, s12}, {s20, s21, s22}};      \
+            for (int r = 0; r < WB && f0 + r < n_filters; r++)                         \
+                for (int k = 0; k < nt; k++) {                                         \
+                    T acc = 0;                                                         \
+                    for (int l = 0; l < L; l++) acc += sums[r][k][l];                  \
+                    part[(t0 + k) * n_filters + f0 + r] += acc;                        \
+                }                                                                      \
+        }                                                                              \
+    }                                                                                  \
+    if (has_bias)                                                                      \
+        for (Py_ssize_t f = 0; f < n_filters; f++) {                                   \
+            V s = {0}, d;                                                              \
+            for (Py_ssize_t q = 0; q < nq; q += L) {                                   \
+                memcpy(&d, dyw + f * ldd + q, sizeof d);                               \
+                s += d;                                                                \
+            }                                                                          \
+            T acc = 0;                                                                 \
+            for (int l = 0; l < L; l++) acc += s[l];                                   \
+            part[taps * n_filters + f] += acc;                                         \
+        }                                                                              \
+}
+
+/* dyw (rows f < F padded to ``rows``, ldd) = dy (F, Ho, Wo) of one sample on the wide
+   grid of pitch Wp: zero in the columns ow >= Wo, past Ho * Wp and in rows >= F. */
+#define CYNN_TO_WIDE(NAME, T, SFX)                                                     \
+CYNN_KERNEL void NAME(const T* restrict dy, Py_ssize_t n_filters, int ho, int wo,       \
+        Py_ssize_t wp, Py_ssize_t rows, Py_ssize_t ldd, T* restrict dyw) {             \
+    Py_ssize_t plane = (Py_ssize_t)ho * wo;                                            \
+    memset(dyw, 0, rows * ldd * sizeof(T));                                            \
+    for (Py_ssize_t f = 0; f < n_filters; f++)                                         \
+        for (int oh = 0; oh < ho; oh++)                                                \
+            memcpy(dyw + f * ldd + oh * wp, dy + f * plane + (Py_ssize_t)oh * wo,      \
+                   wo * sizeof(T));                                                    \
+}
+
+/* The evaluation-mode epilogue with max pooling: out rows f0..f1 (F, Po, Qo) of one
+   sample = max pooling (window pkh x pkw, stride psh x psw, no padding) of the rows of
+   buf (F, Ho, Wo at pitch ``pitch``) plus ``add`` (F, Ho, Wo, or NULL), with ``relu``
+   0 where <= 0, in that order, as the layers would run one by one.  ``tmp`` holds
+   pkh * Wo values.  Windows are taken in row-major order with a strict '>', and a NaN
+   once taken stays, as MaxPool2d does. */
+#define CYNN_POOL_STORE(NAME, T, SFX)                                                  \
+CYNN_KERNEL CYNN_WIDE void NAME(const T* restrict buf, Py_ssize_t ldb, Py_ssize_t pitch,  \
+        Py_ssize_t f0, Py_ssize_t f1, int ho, int wo, const T* restrict add, int relu, \
+        int pkh, int pkw, int psh, int psw, int po, int qo, T* restrict tmp,           \
+        T* restrict out) {                                                             \
+    Py_ssize_t plane = (Py_ssize_t)ho * wo;                                            \
+    for (Py_ssize_t f = f0; f < f1; f++)                                               \
+        for (int i = 0; i < po; i++) {                                                 \
+            for (int a = 0; a < pkh; a++) {                                            \
+                Py_ssize_t oh = (Py_ssize_t)i * psh + a;                               \
+                const T* restrict s = buf + f * ldb + oh * pitch;                      \
+                const T* restrict ad = add != NULL ? add + f * plane + oh * wo : NULL; \
+                T* restrict t = tmp + (Py_ssize_t)a * wo;                              \
+                for (int ow = 0; ow < wo; ow++) {                                      \
+                    T v = s[ow];                                                       \
+                    if (ad != NULL) v += ad[ow];                                       \
+                    t[ow] = relu && v <= 0 ? (T)0 : v;                                 \
+                }                                                                      \
+            }                                                                          \
+            T* restrict d = out + (f * po + i) * (Py_ssize_t)qo;                       \
+            if (pkh == 2 && pkw == 2 && psw == 2) {                                    \
+                const T* restrict t0 = tmp;                                            \
+                const T* restrict t1 = tmp + wo;                                       \
+                for (int j = 0; j < qo; j++) {                                         \
+                    T best = t0[2 * j], v;                                             \
+                    _Bool take;                                                        \
+                    v = t0[2 * j + 1];                                                 \
+                    take = (v > best) || (v != v && best == best);                     \
+                    best = take ? v : best;                                            \
+                    v = t1[2 * j];                                                     \
+                    take = (v > best) || (v != v && best == best);                     \
+                    best = take ? v : best;                                            \
+                    v = t1[2 * j + 1];                                                 \
+                    take = (v > best) || (v != v && best == best);                     \
+                    best = take ? v : best;                                            \
+                    d[j] = best;                                                       \
+                }                                                                      \
+                continue;                                                              \
+            }                                                                          \
+            for (int j = 0; j < qo; j++) {                                             \
+                const T* restrict t = tmp + (Py_ssize_t)j * psw;                       \
+                T best = t[0];                                                         \
+                for (int a = 0; a < pkh; a++)                                          \
+                    for (int b = 0; b < pkw; b++) {                                    \
+                        T v = t[(Py_ssize_t)a * wo + b];                               \
+                        _Bool take = (v > best) || (v != v && best == best);           \
+                        best = take ? v : best;                                        \
+                    }                                                                  \
+                d[j] = best;                                                           \
+            }                                                                          \
+        }                                                                              \
+}
+
 CYNN_FLOAT_AND_DOUBLE(CYNN_COPY_ROW, cynn_copy_row)
+CYNN_FLOAT_AND_DOUBLE(CYNN_DIRECT_PACK, cynn_direct_pack)
 CYNN_FLOAT_AND_DOUBLE(CYNN_DIRECT, cynn_direct)
+CYNN_FLOAT_AND_DOUBLE(CYNN_WIDE_STORE, cynn_wide_store)
+CYNN_FLOAT_AND_DOUBLE(CYNN_POOL_STORE, cynn_pool_store)
+CYNN_FLOAT_AND_DOUBLE(CYNN_DIRECT_WGRAD, cynn_direct_wgrad)
+CYNN_FLOAT_AND_DOUBLE(CYNN_TO_WIDE, cynn_to_wide)
 CYNN_FLOAT_AND_DOUBLE(CYNN_IM2COL, cynn_im2col)
 CYNN_FLOAT_AND_DOUBLE(CYNN_COL2IM, cynn_col2im)
 

@@ -30,6 +30,8 @@ index with, so a bug upstream is an exception, never an out-of-bounds access.
 """
 from cython cimport floating
 from cython.parallel cimport prange, threadid
+from libc.math cimport sqrt
+from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 
 cdef extern from "cynn_common.h":
@@ -58,8 +60,8 @@ include "_gemm.pxi"
 
 cdef extern from "conv.h":
     # im2col / col2im of output rows [oh0, oh1) of one padded sample, and the direct
-    # stride-1 convolution (at most CYNN_DIRECT_TAPS taps): see conv.h.
-    int CYNN_DIRECT_TAPS
+    # stride-1 convolution with its weight packing and epilogue: see conv.h.
+    int CYNN_DIRECT_FB, CYNN_DIRECT_NV
     void cynn_im2col_f(const float* xp, Py_ssize_t channels, Py_ssize_t hp, Py_ssize_t wp,
                        float* col, int kh, int kw, int sh, int sw, int oh0, int oh1,
                        int wo) noexcept nogil
@@ -72,12 +74,43 @@ cdef extern from "conv.h":
     void cynn_col2im_d(const double* col, Py_ssize_t channels, Py_ssize_t hp, Py_ssize_t wp,
                        double* dxp, int kh, int kw, int sh, int sw, int oh0, int oh1,
                        int wo) noexcept nogil
+    void cynn_direct_pack_f(const float* w, Py_ssize_t ldw, Py_ssize_t n_filters,
+                            Py_ssize_t taps, const float* bias, Py_ssize_t bias_stride,
+                            const float* scale, float* wpk) noexcept nogil
+    void cynn_direct_pack_d(const double* w, Py_ssize_t ldw, Py_ssize_t n_filters,
+                            Py_ssize_t taps, const double* bias, Py_ssize_t bias_stride,
+                            const double* scale, double* wpk) noexcept nogil
     void cynn_direct_f(const float* xp, Py_ssize_t channels, Py_ssize_t hp, Py_ssize_t wp,
-                       const float* w, Py_ssize_t ldw, Py_ssize_t n_filters, int has_bias,
-                       int kh, int kw, float* out, int ho, int wo) noexcept nogil
+                       int kh, int kw, const float* wpk, Py_ssize_t n_blocks, Py_ssize_t blk0,
+                       Py_ssize_t blk1, float* buf, Py_ssize_t ldb, Py_ssize_t nq) noexcept nogil
     void cynn_direct_d(const double* xp, Py_ssize_t channels, Py_ssize_t hp, Py_ssize_t wp,
-                       const double* w, Py_ssize_t ldw, Py_ssize_t n_filters, int has_bias,
-                       int kh, int kw, double* out, int ho, int wo) noexcept nogil
+                       int kh, int kw, const double* wpk, Py_ssize_t n_blocks, Py_ssize_t blk0,
+                       Py_ssize_t blk1, double* buf, Py_ssize_t ldb, Py_ssize_t nq) noexcept nogil
+    void cynn_wide_store_f(const float* buf, Py_ssize_t ldb, Py_ssize_t pitch, Py_ssize_t f0,
+                           Py_ssize_t f1, int ho, int wo, const float* add, int relu,
+                           float* out) noexcept nogil
+    void cynn_wide_store_d(const double* buf, Py_ssize_t ldb, Py_ssize_t pitch, Py_ssize_t f0,
+                           Py_ssize_t f1, int ho, int wo, const double* add, int relu,
+                           double* out) noexcept nogil
+    int CYNN_WGRAD_WB
+    void cynn_direct_wgrad_f(const float* xp, const Py_ssize_t* off, Py_ssize_t taps,
+                             const float* dyw, Py_ssize_t ldd, Py_ssize_t n_filters,
+                             Py_ssize_t nq, int has_bias, float* part) noexcept nogil
+    void cynn_direct_wgrad_d(const double* xp, const Py_ssize_t* off, Py_ssize_t taps,
+                             const double* dyw, Py_ssize_t ldd, Py_ssize_t n_filters,
+                             Py_ssize_t nq, int has_bias, double* part) noexcept nogil
+    void cynn_to_wide_f(const float* dy, Py_ssize_t n_filters, int ho, int wo, Py_ssize_t wp,
+                        Py_ssize_t rows, Py_ssize_t ldd, float* dyw) noexcept nogil
+    void cynn_to_wide_d(const double* dy, Py_ssize_t n_filters, int ho, int wo, Py_ssize_t wp,
+                        Py_ssize_t rows, Py_ssize_t ldd, double* dyw) noexcept nogil
+    void cynn_pool_store_f(const float* buf, Py_ssize_t ldb, Py_ssize_t pitch, Py_ssize_t f0,
+                           Py_ssize_t f1, int ho, int wo, const float* add, int relu, int pkh,
+                           int pkw, int psh, int psw, int po, int qo, float* tmp,
+                           float* out) noexcept nogil
+    void cynn_pool_store_d(const double* buf, Py_ssize_t ldb, Py_ssize_t pitch, Py_ssize_t f0,
+                           Py_ssize_t f1, int ho, int wo, const double* add, int relu, int pkh,
+                           int pkw, int psh, int psw, int po, int qo, double* tmp,
+                           double* out) noexcept nogil
 
 
 cdef struct Geom:
@@ -158,14 +191,41 @@ cdef inline Py_ssize_t _block(Py_ssize_t k, int ho, int wo, size_t itemsize) noe
     return k * _chunk_rows(k, ho, wo, itemsize) * wo
 
 
+cdef inline Py_ssize_t _direct_positions(const Geom* g, size_t itemsize) noexcept nogil:
+    """nq: the direct kernel's wide output grid, Ho * Wp positions rounded up to a tile."""
+    cdef Py_ssize_t q = CYNN_DIRECT_NV * (32 // itemsize)
+    return (g.ho * g.wp + q - 1) // q * q
+
+
+cdef inline Py_ssize_t _direct_slack(const Geom* g, size_t itemsize) noexcept nogil:
+    """Values past the padded sample that the direct kernel's last tile reads."""
+    return CYNN_DIRECT_NV * (32 // itemsize) + g.kw
+
+
+cdef inline Py_ssize_t _blocks(Py_ssize_t n_filters) noexcept nogil:
+    return (n_filters + CYNN_DIRECT_FB - 1) // CYNN_DIRECT_FB
+
+
+cdef Py_ssize_t _region(const Geom* g, Py_ssize_t rows, Py_ssize_t n_filters,
+                        size_t itemsize) noexcept nogil:
+    """Length of the first part of a thread's workspace: a column block of ``rows``
+    rows or the direct kernel's wide output rows (every block of filters), the longer."""
+    cdef Py_ssize_t block = _block(rows, g.ho, g.wo, itemsize)
+    # (blocks of four filters, or up to two rows more: the weight gradient's blocks of 3)
+    cdef Py_ssize_t wide = (_blocks(n_filters) * CYNN_DIRECT_FB + 2) * _direct_positions(g, itemsize)
+    return block if block > wide else wide
+
+
 def workspace_size(Py_ssize_t channels, Py_ssize_t height, Py_ssize_t width, int kh, int kw,
-                   int ph, int pw, int ho, int wo, Py_ssize_t itemsize):
+                   int ph, int pw, int ho, int wo, Py_ssize_t itemsize, Py_ssize_t n_filters):
     """Per-thread workspace length, in items, that every kernel here accepts for this
-    geometry: a column block of K or K + 1 rows, whichever is longer, then the padded
-    (C, H + 2ph, W + 2pw) sample."""
+    geometry and number of filters: a column block of K + 1 rows or the direct
+    kernel's wide output rows, whichever is longer, then the padded
+    (C, H + 2ph, W + 2pw) sample and the few values the direct kernel reads past it."""
+    cdef Geom g = _geom(channels, height, width, kh, kw, 1, 1, ph, pw, ho, wo)
     cdef Py_ssize_t k = channels * kh * kw
-    cdef Py_ssize_t block = max(_block(k, ho, wo, itemsize), _block(k + 1, ho, wo, itemsize))
-    return block + channels * (height + 2 * ph) * (width + 2 * pw)
+    return (max(_region(&g, k, n_filters, itemsize), _region(&g, k + 1, n_filters, itemsize))
+            + channels * g.hp * g.wp + _direct_slack(&g, itemsize))
 
 
 cdef str _FAMILY = "conv"
@@ -173,56 +233,85 @@ include "_checks.pxi"
 include "_geometry.pxi"
 
 
-cdef int _check_workspace(floating[:, ::1] ws, int threads, const Geom* g, Py_ssize_t k,
-                          size_t itemsize) except -1:
+cdef int _check_workspace(floating[:, ::1] ws, int threads, const Geom* g, Py_ssize_t rows,
+                          Py_ssize_t n_filters) except -1:
     _check(ws.shape[0] >= threads
-           and ws.shape[1] >= _block(k, g.ho, g.wo, itemsize) + g.channels * g.hp * g.wp,
+           and ws.shape[1] >= (_region(g, rows, n_filters, sizeof(floating))
+                               + g.channels * g.hp * g.wp + _direct_slack(g, sizeof(floating))),
            "column workspace")
     return 0
 
 
-# Stride-1 forward passes with at most this many taps (C * kh * kw <= 27 by default;
-# set_direct_max_taps moves it, up to CYNN_DIRECT_TAPS, the size of conv.h's offset
-# table) and output rows of at least one 64-byte vector run as a direct convolution.
-cdef int _direct_max_taps = 27
+# Stride-1 convolutions (the forward pass, and the input gradient when it runs as one)
+# use the direct kernel; set_direct(False) sends them through im2col + GEMM, to compare.
+cdef bint _direct_enabled = True
 
 
-def set_direct_max_taps(int taps):
-    """Set the direct-convolution threshold (0 turns it off); returns the previous value."""
-    global _direct_max_taps
-    if taps < 0 or taps > CYNN_DIRECT_TAPS:
-        raise ValueError(f"direct convolution takes 0 to {CYNN_DIRECT_TAPS} taps, got {taps}")
-    cdef int old = _direct_max_taps
-    _direct_max_taps = taps
+def set_direct(bint enabled):
+    """Turn the direct stride-1 convolution on or off; returns the previous setting."""
+    global _direct_enabled
+    cdef bint old = _direct_enabled
+    _direct_enabled = enabled
     return old
 
 
-cdef inline bint _direct(const Geom* g, size_t itemsize) noexcept nogil:
-    return (g.sh == 1 and g.sw == 1 and g.channels * g.kh * g.kw <= _direct_max_taps
-            and g.wo * itemsize >= 64)
+cdef inline bint _direct(const Geom* g) noexcept nogil:
+    return _direct_enabled and g.sh == 1 and g.sw == 1
+
+
+cdef floating* _pack(const floating* weight, Py_ssize_t ldw, Py_ssize_t n_filters,
+                     Py_ssize_t taps, const floating* bias, Py_ssize_t bias_stride,
+                     const floating* scale) except NULL:
+    """The direct kernel's packed weights (free them with free()) from the rows of
+    ``weight`` (``taps`` each), each times ``scale`` when given, and ``bias`` (NULL for
+    none) read at ``bias_stride``."""
+    cdef Py_ssize_t n = _blocks(n_filters) * CYNN_DIRECT_FB * (taps + 1)
+    cdef floating* wpk = <floating*> malloc(n * sizeof(floating))
+    if wpk == NULL:
+        raise MemoryError(f"conv kernel: cannot allocate {n} packed weights")
+    if floating is float:
+        cynn_direct_pack_f(weight, ldw, n_filters, taps, bias, bias_stride, scale, wpk)
+    else:
+        cynn_direct_pack_d(weight, ldw, n_filters, taps, bias, bias_stride, scale, wpk)
+    return wpk
 
 
 cdef void _forward_sample(const floating* xs, const Geom* g, const floating* weight,
-                          Py_ssize_t n_filters, bint has_bias, floating* col, floating* xp,
+                          const floating* wpk, Py_ssize_t n_filters, bint has_bias,
+                          Py_ssize_t blk0, Py_ssize_t blk1, floating* col, floating* xp,
                           floating* out) noexcept nogil:
-    """out (F, Ho, Wo) = [W | b] @ [im2col(xs); 1], or the direct convolution."""
+    """Output rows of filter blocks [blk0, blk1) of one sample (F, Ho, Wo): with packed
+    weights ``wpk`` the direct convolution, else [W | b] @ [im2col(xs); 1].  ``col`` is
+    the column block or wide output region, ``xp`` the padded sample's place."""
     cdef Py_ssize_t kk = g.channels * g.kh * g.kw + has_bias
+    cdef Py_ssize_t f0 = blk0 * CYNN_DIRECT_FB
+    cdef Py_ssize_t f1 = min(blk1 * CYNN_DIRECT_FB, n_filters), nq
     cdef int rows = _chunk_rows(kk, g.ho, g.wo, sizeof(floating)), oh0 = 0, oh1
     cdef int p = g.ho * g.wo
+    if f0 >= f1:
+        return
     _pad_sample(xs, g, xp)
-    if _direct(g, sizeof(floating)):
+    if wpk != NULL:
+        # the values the last tile reads past the sample, zero (never a NaN or a
+        # denormal in the dropped positions)
+        memset(xp + g.channels * g.hp * g.wp, 0,
+               _direct_slack(g, sizeof(floating)) * sizeof(floating))
+        nq = _direct_positions(g, sizeof(floating))
         if floating is float:
-            cynn_direct_f(xp, g.channels, g.hp, g.wp, weight, kk, n_filters, has_bias,
-                          g.kh, g.kw, out, g.ho, g.wo)
+            cynn_direct_f(xp, g.channels, g.hp, g.wp, g.kh, g.kw, wpk, _blocks(n_filters),
+                          blk0, blk1, col, nq, nq)
+            cynn_wide_store_f(col, nq, g.wp, f0, f1, g.ho, g.wo, NULL, 0, out)
         else:
-            cynn_direct_d(xp, g.channels, g.hp, g.wp, weight, kk, n_filters, has_bias,
-                          g.kh, g.kw, out, g.ho, g.wo)
+            cynn_direct_d(xp, g.channels, g.hp, g.wp, g.kh, g.kw, wpk, _blocks(n_filters),
+                          blk0, blk1, col, nq, nq)
+            cynn_wide_store_d(col, nq, g.wp, f0, f1, g.ho, g.wo, NULL, 0, out)
         return
     while oh0 < g.ho:
         oh1 = oh0 + rows if oh0 + rows < g.ho else g.ho
         _im2col_rows(xp, g, col, oh0, oh1, has_bias)
-        gemm_rm(False, False, <int> n_filters, (oh1 - oh0) * g.wo, <int> kk, <floating> 1,
-                weight, <int> kk, col, (oh1 - oh0) * g.wo, <floating> 0, out + oh0 * g.wo, p)
+        gemm_rm(False, False, <int> (f1 - f0), (oh1 - oh0) * g.wo, <int> kk, <floating> 1,
+                weight + f0 * kk, <int> kk, col, (oh1 - oh0) * g.wo, <floating> 0,
+                out + f0 * p + oh0 * g.wo, p)
         oh0 = oh1
 
 
@@ -245,12 +334,28 @@ cdef void _grad_input_sample(const floating* weight, Py_ssize_t n_filters, const
 
 cdef void _grad_params_sample(const floating* xs, const floating* dy, const Geom* g,
                               Py_ssize_t n_filters, bint has_bias, floating* col, floating* xp,
-                              floating* part) noexcept nogil:
-    """part (K + has_bias, F) += [im2col(xs); 1] @ dy^T."""
+                              floating* part, const Py_ssize_t* off) noexcept nogil:
+    """part (K + has_bias, F) += [im2col(xs); 1] @ dy^T; with the tap offsets ``off``
+    (stride 1) as the direct kernel's correlation of the padded sample with dy."""
     cdef Py_ssize_t kk = g.channels * g.kh * g.kw + has_bias
     cdef int rows = _chunk_rows(kk, g.ho, g.wo, sizeof(floating)), oh0 = 0, oh1
     cdef int p = g.ho * g.wo
+    cdef Py_ssize_t lanes = 32 // sizeof(floating), nqw, wrows
     _pad_sample(xs, g, xp)
+    if off != NULL:
+        memset(xp + g.channels * g.hp * g.wp, 0,
+               _direct_slack(g, sizeof(floating)) * sizeof(floating))
+        nqw = (g.ho * g.wp + lanes - 1) // lanes * lanes
+        wrows = (n_filters + CYNN_WGRAD_WB - 1) // CYNN_WGRAD_WB * CYNN_WGRAD_WB
+        if floating is float:
+            cynn_to_wide_f(dy, n_filters, g.ho, g.wo, g.wp, wrows, nqw, col)
+            cynn_direct_wgrad_f(xp, off, kk - has_bias, col, nqw, n_filters, nqw, has_bias,
+                                part)
+        else:
+            cynn_to_wide_d(dy, n_filters, g.ho, g.wo, g.wp, wrows, nqw, col)
+            cynn_direct_wgrad_d(xp, off, kk - has_bias, col, nqw, n_filters, nqw, has_bias,
+                                part)
+        return
     # The transposed product part^T (K, F) += col (K, P) @ dy^T runs faster in the BLAS
     # than part (F, K) += dy @ col^T, the more so the fewer the filters.
     while oh0 < g.ho:
@@ -262,13 +367,16 @@ cdef void _grad_params_sample(const floating* xs, const floating* dy, const Geom
         oh0 = oh1
 
 
-cdef inline void _dx_sample(bint as_conv, const floating* weight_dx, Py_ssize_t n_filters,
-                            const floating* dy, const Geom* g, const Geom* gq, floating* ws,
-                            Py_ssize_t block, floating* dx) noexcept nogil:
-    """dx (C, H, W) of one sample: the flipped-kernel correlation of dy (geometry ``gq``)
-    or col2im(W^T @ dy); ``ws`` is a column block of ``block`` items, then the padding."""
+cdef inline void _dx_sample(bint as_conv, const floating* weight_dx, const floating* wpk_dx,
+                            Py_ssize_t n_filters, const floating* dy, const Geom* g,
+                            const Geom* gq, floating* ws, Py_ssize_t block,
+                            floating* dx) noexcept nogil:
+    """dx (C, H, W) of one sample: the flipped-kernel correlation of dy (geometry ``gq``,
+    direct when ``wpk_dx`` holds the packed flipped kernel) or col2im(W^T @ dy); ``ws``
+    is a region of ``block`` items, then the padding."""
     if as_conv:
-        _forward_sample(dy, gq, weight_dx, g.channels, False, ws, ws + block, dx)
+        _forward_sample(dy, gq, weight_dx, wpk_dx, g.channels, False, 0, _blocks(g.channels),
+                        ws, ws + block, dx)
     else:
         _grad_input_sample(weight_dx, n_filters, dy, g, ws, ws + block, dx)
 
@@ -279,27 +387,201 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] weight
                    bint blas_single_threaded):
     """out[n] = weight @ im2col(x[n]), where with a bias ``weight`` is (F, K + 1) with the
     bias as its last column and the column block gets a last row of ones, so the GEMM
-    adds the bias in the same sweep that writes the output.  ``workspace`` holds one row
-    per thread: a column block of K + 1 rows, then the padded (C, H + 2ph, W + 2pw) sample
-    (``workspace_size`` gives the length)."""
-    cdef Py_ssize_t n_batch = x.shape[0], n_filters = weight.shape[0], n, tid
-    cdef int threads = num_threads if blas_single_threaded else 1
+    adds the bias in the same sweep that writes the output; at stride 1 the direct
+    kernel computes the same sums from the packed weights.  ``workspace`` holds one row
+    per thread (``workspace_size`` gives the length).  With fewer samples than threads,
+    the direct kernel shares each sample's filters out between threads (the same sums
+    either way)."""
+    cdef Py_ssize_t n_batch = x.shape[0], n_filters = weight.shape[0], i, n, s, tid
     cdef Geom g = _geom(x.shape[1], x.shape[2], x.shape[3], kh, kw, sh, sw, ph, pw,
                         out.shape[2], out.shape[3])
+    cdef bint direct = _direct(&g)
+    cdef int threads = num_threads if (blas_single_threaded or direct) else 1
     cdef Py_ssize_t kk = g.channels * kh * kw + has_bias
-    cdef Py_ssize_t block = _block(kk, g.ho, g.wo, sizeof(floating))
+    cdef Py_ssize_t region = _region(&g, kk, n_filters, sizeof(floating))
+    cdef Py_ssize_t n_blocks = _blocks(n_filters), splits = 1
     cdef floating* col
+    cdef floating* wpk = NULL
     _check(weight.shape[1] == kk, "weight shape")
     _check(out.shape[0] == n_batch and out.shape[1] == n_filters, "output shape")
     _check(_output_size_ok(out.shape[2], out.shape[3], g.height, g.width, kh, kw, sh, sw,
                            ph, pw), "output size")
     _check(num_threads >= 1, "thread count")
-    _check_workspace(workspace, threads, &g, kk, sizeof(floating))
-    for n in prange(n_batch, nogil=True, schedule='static', num_threads=threads):
-        tid = threadid()
-        col = &workspace[tid, 0]
-        _forward_sample(&x[n, 0, 0, 0], &g, &weight[0, 0], n_filters, has_bias, col,
-                        col + block, &out[n, 0, 0, 0])
+    _check_workspace(workspace, threads, &g, kk, n_filters)
+    if n_batch == 0:
+        return
+    if direct and n_batch < threads:
+        # the direct kernel's sums do not depend on the blocks asked for; a GEMM over
+        # fewer rows may round differently, so the GEMM path never splits
+        splits = min((threads + n_batch - 1) // n_batch, n_blocks)
+    if direct:
+        wpk = _pack(&weight[0, 0], kk, n_filters, kk - has_bias,
+                    &weight[0, kk - 1] if has_bias else NULL, kk, NULL)
+    try:
+        for i in prange(n_batch * splits, nogil=True, schedule='static', num_threads=threads):
+            tid = threadid()
+            col = &workspace[tid, 0]
+            n = i // splits
+            s = i - n * splits
+            _forward_sample(&x[n, 0, 0, 0], &g, &weight[0, 0], wpk, n_filters, has_bias,
+                            s * n_blocks // splits, (s + 1) * n_blocks // splits, col,
+                            col + region, &out[n, 0, 0, 0])
+    finally:
+        free(wpk)
+
+
+# -- evaluation mode: batch norm folded in, epilogue fused ----------------------------
+
+def fold_affine(const floating[::1] bias, const floating[::1] mean,
+                const floating[::1] variance, double eps, const floating[::1] gamma,
+                const floating[::1] beta, floating[::1] scale, floating[::1] shift):
+    """scale, shift (F,) of the affine map that a convolution's bias, an evaluation-mode
+    batch norm (moving mean and variance) and a channelwise scaling apply in turn, each
+    absent when its arrays are empty: y = scale * (W * x) + shift with
+    scale = gamma / sqrt(variance + eps) and shift = beta + scale * (bias - mean),
+    computed in double precision and rounded once."""
+    cdef Py_ssize_t n = scale.shape[0], f
+    cdef double s, b
+    _check(shift.shape[0] == n and bias.shape[0] in (0, n) and mean.shape[0] in (0, n)
+           and variance.shape[0] == mean.shape[0] and gamma.shape[0] in (0, n)
+           and beta.shape[0] == gamma.shape[0], "affine shape")
+    for f in range(n):
+        s = 1.0
+        b = bias[f] if bias.shape[0] else 0.0
+        if mean.shape[0]:
+            s = 1.0 / sqrt(<double> variance[f] + eps)
+            b = b - mean[f]
+        if gamma.shape[0]:
+            s = s * gamma[f]
+        scale[f] = <floating> s
+        shift[f] = <floating> ((beta[f] if beta.shape[0] else 0.0) + s * b)
+
+
+def eval_workspace_size(Py_ssize_t channels, Py_ssize_t height, Py_ssize_t width, int kh,
+                        int kw, int ph, int pw, int ho, int wo, Py_ssize_t itemsize,
+                        Py_ssize_t n_filters, int pool_kh):
+    """Per-thread workspace length for ``conv2d_forward_eval``: ``workspace_size``'s, then
+    the GEMM path's (F, Ho * Wo) output and the pooling epilogue's pool_kh rows."""
+    return (workspace_size(channels, height, width, kh, kw, ph, pw, ho, wo, itemsize,
+                           n_filters)
+            + _blocks(n_filters) * CYNN_DIRECT_FB * <Py_ssize_t> ho * wo + pool_kh * wo)
+
+
+cdef void _eval_sample(const floating* xs, const Geom* g, const floating* folded,
+                       const floating* wpk, Py_ssize_t n_filters, Py_ssize_t blk0,
+                       Py_ssize_t blk1, floating* ws, Py_ssize_t region, Py_ssize_t conv_out,
+                       const floating* add, bint relu, int pkh, int pkw, int psh, int psw,
+                       int po, int qo, floating* out) noexcept nogil:
+    """One sample's filter blocks [blk0, blk1): the convolution (direct from ``wpk``, else
+    the GEMM of the folded [W * scale | shift] into the workspace), then the epilogue."""
+    cdef Py_ssize_t f0 = blk0 * CYNN_DIRECT_FB, f1 = min(blk1 * CYNN_DIRECT_FB, n_filters)
+    cdef Py_ssize_t nq, ldb, pitch
+    cdef floating* xp = ws + region + conv_out + pkh * g.wo
+    cdef floating* buf
+    if f0 >= f1:
+        return
+    if wpk != NULL:
+        _pad_sample(xs, g, xp)
+        memset(xp + g.channels * g.hp * g.wp, 0,
+               _direct_slack(g, sizeof(floating)) * sizeof(floating))
+        nq = _direct_positions(g, sizeof(floating))
+        if floating is float:
+            cynn_direct_f(xp, g.channels, g.hp, g.wp, g.kh, g.kw, wpk, _blocks(n_filters),
+                          blk0, blk1, ws, nq, nq)
+        else:
+            cynn_direct_d(xp, g.channels, g.hp, g.wp, g.kh, g.kw, wpk, _blocks(n_filters),
+                          blk0, blk1, ws, nq, nq)
+        buf, ldb, pitch = ws, nq, g.wp
+    else:
+        buf = ws + region
+        _forward_sample(xs, g, folded, NULL, n_filters, True, blk0, blk1, ws, xp, buf)
+        ldb, pitch = <Py_ssize_t> g.ho * g.wo, g.wo
+    if pkh == 0:
+        if floating is float:
+            cynn_wide_store_f(buf, ldb, pitch, f0, f1, g.ho, g.wo, add, relu, out)
+        else:
+            cynn_wide_store_d(buf, ldb, pitch, f0, f1, g.ho, g.wo, add, relu, out)
+    elif floating is float:
+        cynn_pool_store_f(buf, ldb, pitch, f0, f1, g.ho, g.wo, add, relu, pkh, pkw, psh, psw,
+                          po, qo, ws + region + conv_out, out)
+    else:
+        cynn_pool_store_d(buf, ldb, pitch, f0, f1, g.ho, g.wo, add, relu, pkh, pkw, psh, psw,
+                          po, qo, ws + region + conv_out, out)
+
+
+def conv2d_forward_eval(const floating[:, :, :, ::1] x, const floating[:, ::1] weight,
+                        const floating[::1] scale, const floating[::1] shift,
+                        const floating[:, :, :, ::1] add, floating[:, :, :, ::1] out,
+                        floating[:, ::1] workspace, int kh, int kw, int sh, int sw, int ph,
+                        int pw, bint relu, int pkh, int pkw, int psh, int psw,
+                        int num_threads, bint blas_single_threaded):
+    """The evaluation-mode convolution with what follows it fused, sample by sample while
+    its output is in the cache: out[n] = pool(relu(scale * (W * x[n]) + shift + add[n])),
+    with ``weight`` (F, K), ``scale``/``shift`` from ``fold_affine``, ``add`` (N, F, Ho,
+    Wo) or empty for none, ``relu`` and a max pooling of window (pkh, pkw) and stride
+    (psh, psw), pkh == 0 for none.  ``workspace`` rows have ``eval_workspace_size``
+    items."""
+    cdef Py_ssize_t n_batch = x.shape[0], n_filters = weight.shape[0], i, n, s, e, t
+    cdef Geom g = _geom(x.shape[1], x.shape[2], x.shape[3], kh, kw, sh, sw, ph, pw, 0, 0)
+    cdef Py_ssize_t k = g.channels * kh * kw
+    cdef int ho = (<int> g.height + 2 * ph - kh) // sh + 1 if kh <= g.height + 2 * ph else 0
+    cdef int wo = (<int> g.width + 2 * pw - kw) // sw + 1 if kw <= g.width + 2 * pw else 0
+    cdef int po = ho, qo = wo
+    cdef bint direct, has_add = add.shape[0] != 0
+    cdef int threads
+    cdef Py_ssize_t region, conv_out, n_blocks = _blocks(n_filters), splits = 1
+    cdef floating* ws
+    cdef floating* wpk = NULL
+    cdef floating* folded = NULL
+    g.ho, g.wo = ho, wo
+    _check(weight.shape[1] == k and scale.shape[0] == n_filters
+           and shift.shape[0] == n_filters, "weight shape")
+    _check(ho >= 1 and wo >= 1 and _output_size_ok(ho, wo, g.height, g.width, kh, kw, sh, sw,
+                                                   ph, pw), "output size")
+    if pkh:
+        _check(pkw >= 1 and psh >= 1 and psw >= 1 and pkh <= ho and pkw <= wo, "pooling size")
+        po = (ho - pkh) // psh + 1
+        qo = (wo - pkw) // psw + 1
+    _check(out.shape[0] == n_batch and out.shape[1] == n_filters and out.shape[2] == po
+           and out.shape[3] == qo, "output shape")
+    _check(not has_add or (add.shape[0] == n_batch and add.shape[1] == n_filters
+                           and add.shape[2] == ho and add.shape[3] == wo), "addend shape")
+    _check(num_threads >= 1, "thread count")
+    direct = _direct(&g)
+    threads = num_threads if (blas_single_threaded or direct) else 1
+    region = _region(&g, k + 1, n_filters, sizeof(floating))
+    conv_out = n_blocks * CYNN_DIRECT_FB * <Py_ssize_t> ho * wo
+    _check(workspace.shape[0] >= threads and workspace.shape[1] >= (
+        region + conv_out + pkh * wo + g.channels * g.hp * g.wp
+        + _direct_slack(&g, sizeof(floating))), "column workspace")
+    if n_batch == 0:
+        return
+    if direct and n_batch < threads:
+        # the direct kernel's sums do not depend on the blocks asked for; a GEMM over
+        # fewer rows may round differently, so the GEMM path never splits
+        splits = min((threads + n_batch - 1) // n_batch, n_blocks)
+    try:
+        if direct:
+            wpk = _pack(&weight[0, 0], k, n_filters, k, &shift[0], 1, &scale[0])
+        else:
+            folded = <floating*> malloc(n_filters * (k + 1) * sizeof(floating))
+            if folded == NULL:
+                raise MemoryError(f"conv kernel: cannot allocate {n_filters * (k + 1)} weights")
+            for e in range(n_filters):
+                for t in range(k):
+                    folded[e * (k + 1) + t] = weight[e, t] * scale[e]
+                folded[e * (k + 1) + k] = shift[e]
+        for i in prange(n_batch * splits, nogil=True, schedule='static', num_threads=threads):
+            ws = &workspace[threadid(), 0]
+            n = i // splits
+            s = i - n * splits
+            _eval_sample(&x[n, 0, 0, 0], &g, folded, wpk, n_filters, s * n_blocks // splits,
+                         (s + 1) * n_blocks // splits, ws, region, conv_out,
+                         &add[n, 0, 0, 0] if has_add else NULL, relu, pkh, pkw, psh, psw,
+                         po, qo, &out[n, 0, 0, 0])
+    finally:
+        free(wpk)
+        free(folded)
 
 
 def conv2d_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] dy,
@@ -327,8 +609,9 @@ def conv2d_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
                         dy.shape[2], dy.shape[3])
     cdef Geom gq
     cdef Py_ssize_t k = g.channels * kh * kw, kk = k + has_bias
-    cdef Py_ssize_t block_dx = 0, block_params = _block(kk, g.ho, g.wo, sizeof(floating))
+    cdef Py_ssize_t block_dx = 0, block_params = _region(&g, kk, n_filters, sizeof(floating))
     cdef floating* wsp
+    cdef floating* wpk_dx = NULL
     _check(dy.shape[0] == n_batch, "gradient shape")
     _check(_output_size_ok(dy.shape[2], dy.shape[3], g.height, g.width, kh, kw, sh, sw,
                            ph, pw), "output size")
@@ -346,33 +629,55 @@ def conv2d_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
                    "flipped geometry")
             _check(weight_dx.shape[0] == g.channels and weight_dx.shape[1] == n_filters * kh * kw,
                    "flipped weight shape")
-            block_dx = _block(n_filters * kh * kw, gq.ho, gq.wo, sizeof(floating))
-            _check_workspace(workspace_dx, threads, &gq, n_filters * kh * kw, sizeof(floating))
+            block_dx = _region(&gq, n_filters * kh * kw, g.channels, sizeof(floating))
+            _check_workspace(workspace_dx, threads, &gq, n_filters * kh * kw, g.channels)
         else:
             _check(weight_dx.shape[0] == n_filters and weight_dx.shape[1] == k, "weight shape")
-            block_dx = _block(k, g.ho, g.wo, sizeof(floating))
-            _check_workspace(workspace_dx, threads, &g, k, sizeof(floating))
+            block_dx = _region(&g, k, n_filters, sizeof(floating))
+            _check_workspace(workspace_dx, threads, &g, k, n_filters)
     _check(partial.shape[1] == kk and partial.shape[2] == n_filters, "partial-sum workspace")
-    _check_workspace(workspace_params, threads, &g, kk, sizeof(floating))
+    _check_workspace(workspace_params, threads, &g, kk, n_filters)
+    if n_batch == 0:
+        return
+    cdef Py_ssize_t* off = NULL
+    cdef Py_ssize_t t, c, i, j
     # Fused when every thread gets a group; with more threads than groups, dx first
     # spreads over the samples on its own (the same per-sample work, the same bits).
     cdef bint fuse = want_dx and threads <= n_groups
-    if want_dx and not fuse:
-        for n in prange(n_batch, nogil=True, schedule='static', num_threads=threads):
-            _dx_sample(as_conv, &weight_dx[0, 0], n_filters, &dy[n, 0, 0, 0], &g, &gq,
-                       &workspace_dx[threadid(), 0], block_dx, &dx[n, 0, 0, 0])
-    for grp in prange(n_groups, nogil=True, schedule='static', num_threads=threads):
-        tid = threadid()
-        first = grp * n_batch // n_groups
-        last = (grp + 1) * n_batch // n_groups
-        memset(&partial[grp, 0, 0], 0, kk * n_filters * sizeof(floating))
-        for n in range(first, last):
-            if fuse:
-                _dx_sample(as_conv, &weight_dx[0, 0], n_filters, &dy[n, 0, 0, 0], &g, &gq,
-                           &workspace_dx[tid, 0], block_dx, &dx[n, 0, 0, 0])
-            wsp = &workspace_params[tid, 0]
-            _grad_params_sample(&x[n, 0, 0, 0], &dy[n, 0, 0, 0], &g, n_filters, has_bias,
-                                wsp, wsp + block_params, &partial[grp, 0, 0])
+    try:
+        if _direct(&g):
+            # the weight gradient as the direct kernel's correlation: its tap offsets
+            off = <Py_ssize_t*> malloc(k * sizeof(Py_ssize_t))
+            if off == NULL:
+                raise MemoryError("conv kernel: cannot allocate the tap offsets")
+            t = 0
+            for c in range(g.channels):
+                for i in range(kh):
+                    for j in range(kw):
+                        off[t] = (c * g.hp + i) * g.wp + j
+                        t += 1
+        if want_dx and as_conv and _direct(&gq):
+            wpk_dx = _pack(&weight_dx[0, 0], n_filters * kh * kw, g.channels,
+                           n_filters * kh * kw, NULL, 0, NULL)
+        if want_dx and not fuse:
+            for n in prange(n_batch, nogil=True, schedule='static', num_threads=threads):
+                _dx_sample(as_conv, &weight_dx[0, 0], wpk_dx, n_filters, &dy[n, 0, 0, 0], &g,
+                           &gq, &workspace_dx[threadid(), 0], block_dx, &dx[n, 0, 0, 0])
+        for grp in prange(n_groups, nogil=True, schedule='static', num_threads=threads):
+            tid = threadid()
+            first = grp * n_batch // n_groups
+            last = (grp + 1) * n_batch // n_groups
+            memset(&partial[grp, 0, 0], 0, kk * n_filters * sizeof(floating))
+            for n in range(first, last):
+                if fuse:
+                    _dx_sample(as_conv, &weight_dx[0, 0], wpk_dx, n_filters, &dy[n, 0, 0, 0],
+                               &g, &gq, &workspace_dx[tid, 0], block_dx, &dx[n, 0, 0, 0])
+                wsp = &workspace_params[tid, 0]
+                _grad_params_sample(&x[n, 0, 0, 0], &dy[n, 0, 0, 0], &g, n_filters, has_bias,
+                                    wsp, wsp + block_params, &partial[grp, 0, 0], off)
+    finally:
+        free(wpk_dx)
+        free(off)
 
 
 def conv2d_reduce_params(const floating[:, :, ::1] partial, floating[:, ::1] grad_weight,

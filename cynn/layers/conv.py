@@ -158,12 +158,12 @@ class Conv2d(Module):
         """One group's channels of an (N, C, H, W) array, C-contiguous for the kernel."""
         return array if self.groups == 1 else np.ascontiguousarray(array[:, channels])
 
-    def _columns(self, in_shape, out_hw, padding=None, name="col"):
-        """Per-thread kernel workspace: a column block (one chunk of output rows) and a
-        padded copy of one sample."""
+    def _columns(self, in_shape, out_hw, n_filters, padding=None, name="col"):
+        """Per-thread kernel workspace: a column block (one chunk of output rows) or the
+        direct kernel's output rows, and a padded copy of one sample."""
         (ph, pw), (kh, kw) = padding or self.padding, self.kernel_size
         size = _conv.workspace_size(in_shape[1], in_shape[2], in_shape[3], kh, kw, ph, pw,
-                                    out_hw[0], out_hw[1], self.dtype.itemsize)
+                                    out_hw[0], out_hw[1], self.dtype.itemsize, n_filters)
         return self._ws.get(name, (get_num_threads(), size), self.dtype)
 
     def _part(self, array, channels):
@@ -206,7 +206,7 @@ class Conv2d(Module):
             weight[:, k] = self.b[channels]
         else:
             weight = W.reshape(f, k)
-        _conv.conv2d_forward(x, weight, self._columns(x.shape, out_hw), out, *self._geometry(),
+        _conv.conv2d_forward(x, weight, self._columns(x.shape, out_hw, f), out, *self._geometry(),
                              self.b is not None, get_num_threads(), kernel_blas_single_threaded())
         return out
 
@@ -251,7 +251,7 @@ class Conv2d(Module):
         when ``dx`` is given the input gradient into it."""
         f, c, k = W.shape[0], W.shape[1], W[0].size
         kh, kw, sh, sw, ph, pw = self._geometry()
-        ws_params = self._columns(x.shape, dy.shape[2:])
+        ws_params = self._columns(x.shape, dy.shape[2:], f)
         want_dx = dx is not None
         as_conv = want_dx and self._grad_input_as_conv(ph, pw)
         if not want_dx:
@@ -263,10 +263,10 @@ class Conv2d(Module):
             # column block instead of a depth-F GEMM and a col2im scatter.
             weight_dx = self._ws.get("weight_t", (c, f * kh * kw), self.dtype)
             weight_dx.reshape(c, f, kh, kw)[...] = W.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]
-            ws_dx = self._columns(dy.shape, x.shape[2:], (kh - 1 - ph, kw - 1 - pw), "col_dx")
+            ws_dx = self._columns(dy.shape, x.shape[2:], c, (kh - 1 - ph, kw - 1 - pw), "col_dx")
         else:
             weight_dx = W.reshape(f, k)
-            ws_dx = self._columns(x.shape, dy.shape[2:], name="col_dx")
+            ws_dx = self._columns(x.shape, dy.shape[2:], f, name="col_dx")
         partial = self._partial(x.shape[0], k, f, group)
         _conv.conv2d_backward(x, dy, weight_dx, dx, ws_dx, partial, ws_params,
                               kh, kw, sh, sw, ph, pw, self.b is not None, want_dx, as_conv,
