@@ -71,6 +71,12 @@ def torch_twin(model):
             return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
         if isinstance(m, cynn.Linear):
             return nn.Linear(m.n_in, m.n_out)
+        if isinstance(m, cynn.MaxPool2d):
+            return nn.MaxPool2d(m.kernel_size, m.stride, m.padding)
+        if isinstance(m, cynn.Flatten):
+            return nn.Flatten()
+        if isinstance(m, cynn.Dropout):
+            return nn.Dropout(m.p)
         raise TypeError(f"no PyTorch twin for {m!r}")
 
     twin = convert(model)

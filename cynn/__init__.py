@@ -4,6 +4,7 @@ The hot layers (Conv2d, BatchNormalization, MaxPool2d and AvgPool2d, Linear, ReL
 on Cython kernels; everything else is plain Python around one small `Module` contract.
 """
 from . import containers, criterions, functional, layers, lr_scheduler, models, optim  # noqa: F401
+from ._plan import set_inference_plans
 from ._random import manual_seed
 from ._threads import get_num_threads, set_num_threads
 from .criterions import *  # noqa: F401,F403
@@ -23,6 +24,7 @@ __all__ = [
     "Module",
     "Sequential",
     "inference_mode",
+    "set_inference_plans",
     "manual_seed",
     "set_num_threads",
     "get_num_threads",

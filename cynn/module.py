@@ -18,6 +18,7 @@ import threading
 
 import numpy as np
 
+from . import _plan
 from ._validation import check_dtype
 
 _thread_state = threading.local()
@@ -426,6 +427,9 @@ class Sequential(Module):
     def _compute_output(self, input):
         if not self.modules:
             raise ValueError("Sequential has no modules")
+        if is_inference() and _plan.inference_plans_enabled():
+            # Nothing is kept for backward: run the fused steps (cynn._plan).
+            return _plan.run(self.modules, input)
         inputs = [input]
         out = input
         for module in self.modules:

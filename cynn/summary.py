@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .layers import Conv2d, Linear
+from . import _plan
 from .module import Module, inference_mode
 
 __all__ = ["Summary", "SummaryRow", "summary"]
@@ -312,7 +313,8 @@ def _trace(model, places, x, shape):
         for module, _, path, _ in places:
             if id(module) not in calls:
                 install(module, path)
-        with inference_mode():
+        # layer by layer: a fused plan would skip the forward calls traced here
+        with inference_mode(), _plan.layer_by_layer():
             model.forward(x)
     finally:
         for module, had_own, original in reversed(installed):

@@ -1,0 +1,185 @@
+"""Inference plans: how a `Sequential` runs inside `cynn.inference_mode`.
+
+Inside ``inference_mode`` nothing is kept for a backward pass, so a Sequential need not
+hand every intermediate array from layer to layer.  It groups its layers into steps:
+
+- ``Conv2d`` (``groups=1``) followed by any of, in this order, a ``BatchNormalization``,
+  a ``ChannelwiseScaling``, a ``ReLU`` and an unpadded ``MaxPool2d`` is one call of
+  ``conv2d_forward_eval``: the batch norm (moving statistics) and the scaling are an
+  affine map per channel, folded into the convolution's weights and bias as the kernel
+  packs them, and the ReLU and the pooling run on each sample's output while it is in
+  the cache (the batch-norm, scaling and ReLU outputs are never written to memory, the
+  convolution's only at a quarter of its size when a 2x2 pooling follows);
+- a ``Residual`` whose body ends with such a convolution step (without ReLU or pooling),
+  followed by a ``ReLU``, adds the shortcut and applies the ReLU in that last
+  convolution's epilogue;
+- every other module runs its own ``forward`` (containers inside run their own plans).
+
+The grouping is by exact type, so a subclass that changes a layer's behaviour runs as
+itself.  The results equal the layer-by-layer forward up to float rounding (the folded
+affine map rounds once instead of three times), the same for any thread count.
+``set_inference_plans(False)`` runs every layer one by one, for comparison.  Outside
+``inference_mode`` (training, or ``evaluate()`` with a backward pass to come) every
+Sequential runs layer by layer.
+"""
+import contextlib
+import threading
+
+import numpy as np
+
+from ._threads import get_num_threads, kernel_blas_single_threaded
+from ._kernels import conv as _conv
+
+__all__ = ["set_inference_plans", "inference_plans_enabled"]
+
+_enabled = True
+_local = threading.local()
+
+
+@contextlib.contextmanager
+def layer_by_layer():
+    """Run every Sequential layer by layer in this thread only (`cynn.summary` traces
+    each module's own forward), leaving other threads' plans alone."""
+    previous = getattr(_local, "off", False)
+    _local.off = True
+    try:
+        yield
+    finally:
+        _local.off = previous
+
+
+def set_inference_plans(enabled):
+    """Turn the fused inference path on or off for the whole process; returns the
+    previous setting.  Off, a Sequential inside ``inference_mode`` runs its layers one
+    by one, as in evaluation mode."""
+    global _enabled
+    previous, _enabled = _enabled, bool(enabled)
+    return previous
+
+
+def inference_plans_enabled():
+    """True when a Sequential in this thread runs its inference plan."""
+    return _enabled and not getattr(_local, "off", False)
+
+
+def _types():
+    # Imported here: the layers import cynn.module, which imports this module.
+    from .containers import Residual
+    from .layers import BatchNormalization, ChannelwiseScaling, Conv2d, MaxPool2d, ReLU
+    return Conv2d, BatchNormalization, ChannelwiseScaling, ReLU, MaxPool2d, Residual
+
+
+class ConvStep:
+    """A Conv2d and the evaluation-mode layers fused into its epilogue."""
+
+    def __init__(self, layers, conv, bn, scaling, relu, pool):
+        self.layers = layers          # the modules this step stands for, in order
+        self.conv, self.bn, self.scaling, self.relu, self.pool = conv, bn, scaling, relu, pool
+
+    def plain(self, x):
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def __call__(self, input, add=None, relu=False):
+        conv = self.conv
+        x, (ho, wo) = conv._check_input(input)
+        n, f, dtype = x.shape[0], conv.out_channels, conv.dtype
+        pkh = pkw = psh = psw = 0
+        po, qo = ho, wo
+        if self.pool is not None:
+            (pkh, pkw), (psh, psw) = self.pool.kernel_size, self.pool.stride
+            if pkh > ho or pkw > wo:
+                return self.plain(input)  # the pooling layer's own error
+            po, qo = (ho - pkh) // psh + 1, (wo - pkw) // psw + 1
+        empty = np.empty(0, dtype)
+        bn, cs = self.bn, self.scaling
+        scale, shift = np.empty(f, dtype), np.empty(f, dtype)
+        _conv.fold_affine(empty if conv.b is None else conv.b,
+                          empty if bn is None else bn.moving_mean,
+                          empty if bn is None else bn.moving_variance,
+                          0.0 if bn is None else bn.eps,
+                          empty if cs is None else cs.gamma.reshape(-1),
+                          empty if cs is None else cs.beta.reshape(-1), scale, shift)
+        threads = get_num_threads()
+        (kh, kw), (sh, sw), (ph, pw) = conv.kernel_size, conv.stride, conv.padding
+        size = _conv.eval_workspace_size(x.shape[1], x.shape[2], x.shape[3], kh, kw, ph, pw,
+                                         ho, wo, dtype.itemsize, f, pkh)
+        ws = conv._ws.get("eval", (threads, size), dtype)
+        out = np.empty((n, f, po, qo), dtype)
+        add = np.empty((0, 0, 0, 0), dtype) if add is None else add
+        _conv.conv2d_forward_eval(x, conv.W.reshape(f, -1), scale, shift, add, out, ws,
+                                  kh, kw, sh, sw, ph, pw, self.relu or relu, pkh, pkw, psh,
+                                  psw, threads, kernel_blas_single_threaded())
+        return out
+
+
+class ResidualStep:
+    """A Residual (and the ReLU after it): the shortcut first, then the body, whose last
+    convolution step adds the shortcut and applies the ReLU in its epilogue."""
+
+    def __init__(self, layers, residual, relu):
+        self.layers, self.residual, self.relu = layers, residual, relu
+
+    def plain(self, x):
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def __call__(self, input):
+        res = self.residual
+        body = res.body.modules
+        steps = plan(body)
+        last = steps[-1]
+        if not isinstance(last, ConvStep) or last.relu or last.pool is not None:
+            return self.plain(input)
+        h = input
+        for step in steps[:-1]:
+            h = step(h)
+        skip = np.asarray(input) if res.shortcut is None else res.shortcut.forward(input)
+        conv = last.conv
+        x, (ho, wo) = conv._check_input(h)
+        if skip.shape != (x.shape[0], conv.out_channels, ho, wo):
+            return self.plain(input)  # Residual's own error
+        skip = np.ascontiguousarray(skip, dtype=conv.dtype)
+        return last(x, add=skip, relu=self.relu)
+
+
+def plan(modules):
+    """The steps of a Sequential's modules in inference mode (see the module docstring)."""
+    Conv2d, BatchNormalization, ChannelwiseScaling, ReLU, MaxPool2d, Residual = _types()
+    from .module import Sequential
+
+    steps, i, count = [], 0, len(modules)
+    while i < count:
+        m = modules[i]
+        if type(m) is Conv2d and m.groups == 1:
+            j, bn, cs, relu, pool = i + 1, None, None, False, None
+            if (j < count and type(modules[j]) is BatchNormalization
+                    and modules[j].moving_mean is not None
+                    and modules[j].n_features == m.out_channels and modules[j].dtype == m.dtype):
+                bn, j = modules[j], j + 1
+            if (j < count and type(modules[j]) is ChannelwiseScaling
+                    and modules[j].n_out == m.out_channels and modules[j].dtype == m.dtype):
+                cs, j = modules[j], j + 1
+            if j < count and type(modules[j]) is ReLU:
+                relu, j = True, j + 1
+            if j < count and type(modules[j]) is MaxPool2d and modules[j].padding == (0, 0):
+                pool, j = modules[j], j + 1
+            steps.append(ConvStep(modules[i:j], m, bn, cs, relu, pool))
+            i = j
+        elif (type(m) is Residual and type(m.body) is Sequential and m.body.modules):
+            relu = i + 1 < count and type(modules[i + 1]) is ReLU
+            j = i + 2 if relu else i + 1
+            steps.append(ResidualStep(modules[i:j], m, relu))
+            i = j
+        else:
+            steps.append(m.forward)
+            i += 1
+    return steps
+
+
+def run(modules, x):
+    for step in plan(modules):
+        x = step(x)
+    return x

@@ -1,0 +1,239 @@
+"""Inference plans (cynn._plan): inside inference_mode a Sequential fuses Conv2d with the
+batch norm, scaling, ReLU, pooling and residual sum after it.  The fused output must equal
+the layer-by-layer one, whatever the layers, dtype, batch and thread count, and bad input
+must get the layers' own errors."""
+import numpy as np
+import pytest
+
+import cynn
+from cynn import _plan
+from cynn._kernels import conv as _conv
+from cynn.models import resnet, small_cnn
+
+
+def _settle(model, rng, x):
+    """Moving statistics and scalings away from their initial values: one training step,
+    then random statistics, so that folding them is exercised."""
+    model.train()
+    out = model.forward(x)
+    model.backward(x, np.ones_like(out))
+    stack = [model]
+    while stack:
+        m = stack.pop()
+        stack.extend(m.children())
+        if isinstance(m, cynn.BatchNormalization):
+            m.moving_mean[...] = rng.normal(0, 0.3, m.moving_mean.shape)
+            m.moving_variance[...] = rng.uniform(0.3, 2.0, m.moving_variance.shape)
+        if isinstance(m, cynn.ChannelwiseScaling):
+            m.gamma[...] = rng.uniform(-1.5, 1.5, m.gamma.shape)
+            m.beta[...] = rng.normal(0, 0.2, m.beta.shape)
+    model.evaluate()
+    return model
+
+
+def _both(model, x):
+    with cynn.inference_mode():
+        fused = model.forward(x)
+        previous = cynn.set_inference_plans(False)
+        try:
+            plain = model.forward(x)
+        finally:
+            cynn.set_inference_plans(previous)
+    return fused, plain
+
+
+def _assert_close(fused, plain, dtype):
+    assert fused.dtype == plain.dtype and fused.shape == plain.shape
+    scale = max(float(np.abs(plain).max()), 1e-30)
+    # the folded affine map rounds once where the layers round three times
+    atol = (1e-5 if dtype == np.float32 else 1e-12) * scale
+    np.testing.assert_allclose(fused, plain, rtol=0, atol=atol)
+
+
+def _blocks(dtype, rng):
+    c = dict(dtype=dtype, random_state=rng)
+    bn = dict(alpha=0.5, dtype=dtype)
+    return {
+        "conv-bn-cs-relu-pool": [cynn.Conv2d(3, 6, 3, **c), cynn.BatchNormalization(n_features=6, **bn),
+                                 cynn.ChannelwiseScaling(6, **c), cynn.ReLU(), cynn.MaxPool2d(2)],
+        "conv-bias-only": [cynn.Conv2d(3, 5, 3, **c)],
+        "conv-no-bias-bn": [cynn.Conv2d(3, 9, 3, bias=False, **c),
+                            cynn.BatchNormalization(n_features=9, **bn)],
+        "conv-cs-relu": [cynn.Conv2d(3, 4, 5, padding=2, **c), cynn.ChannelwiseScaling(4, **c),
+                         cynn.ReLU()],
+        "strided-conv-bn-relu": [cynn.Conv2d(3, 7, 3, stride=2, padding=1, bias=False, **c),
+                                 cynn.BatchNormalization(n_features=7, **bn), cynn.ReLU()],
+        "1x1-conv-pool-3-2": [cynn.Conv2d(3, 6, 1, padding=0, **c), cynn.MaxPool2d(3, stride=2)],
+        "rect-kernel-rect-pool": [cynn.Conv2d(3, 5, (3, 2), padding=(1, 0), **c), cynn.ReLU(),
+                                  cynn.MaxPool2d((2, 3), stride=(1, 2))],
+        "padded-pool-not-fused": [cynn.Conv2d(3, 4, 3, **c), cynn.ReLU(),
+                                  cynn.MaxPool2d(3, stride=2, padding=1)],
+        "residual-identity-relu": [cynn.Conv2d(3, 8, 3, **c), cynn.Residual(cynn.Sequential(
+            cynn.Conv2d(8, 8, 3, bias=False, **c), cynn.BatchNormalization(n_features=8, **bn),
+            cynn.ChannelwiseScaling(8, **c), cynn.ReLU(), cynn.Conv2d(8, 8, 3, bias=False, **c),
+            cynn.BatchNormalization(n_features=8, **bn), cynn.ChannelwiseScaling(8, **c))),
+            cynn.ReLU()],
+        "residual-projection-no-relu": [cynn.Residual(
+            cynn.Sequential(cynn.Conv2d(3, 8, 3, stride=2, bias=False, **c),
+                            cynn.BatchNormalization(n_features=8, **bn)),
+            cynn.Sequential(cynn.Conv2d(3, 8, 1, stride=2, padding=0, bias=False, **c),
+                            cynn.BatchNormalization(n_features=8, **bn)))],
+        "residual-body-ends-in-relu": [cynn.Residual(cynn.Sequential(
+            cynn.Conv2d(3, 3, 3, **c), cynn.ReLU())), cynn.ReLU()],
+        "grouped-conv-not-fused": [cynn.Conv2d(4 - 1, 6, 3, **c), cynn.Conv2d(6, 6, 3, groups=3, **c),
+                                   cynn.BatchNormalization(n_features=6, **bn), cynn.ReLU()],
+    }
+
+
+BLOCKS = list(_blocks(np.float32, np.random.default_rng(0)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", BLOCKS)
+@pytest.mark.parametrize("batch", [1, 3])
+def test_fused_blocks_equal_layer_by_layer(name, dtype, batch):
+    rng = np.random.default_rng(1)
+    model = cynn.Sequential(*_blocks(dtype, rng)[name])
+    x = rng.standard_normal((batch, 3, 11, 10)).astype(dtype)
+    _settle(model, rng, x)
+    fused, plain = _both(model, x)
+    _assert_close(fused, plain, dtype)
+
+
+@pytest.mark.parametrize("build, shape", [
+    (lambda: small_cnn((1, 8, 8), 10, random_state=0), (1, 8, 8)),
+    (lambda: small_cnn((3, 12, 12), 4, random_state=0), (3, 12, 12)),
+    (lambda: resnet(8, random_state=0), (3, 32, 32)),
+])
+@pytest.mark.parametrize("batch", [1, 2, 17])
+def test_models_fused_equal_layer_by_layer(build, shape, batch):
+    rng = np.random.default_rng(2)
+    model = build()
+    x = rng.random((batch,) + shape, dtype=np.float32)
+    _settle(model, rng, x)
+    fused, plain = _both(model, x)
+    _assert_close(fused, plain, np.float32)
+
+
+def test_the_plan_fuses_what_it_should_and_nothing_else():
+    model = small_cnn((1, 8, 8), 10, random_state=0)
+    steps = _plan.plan(model.modules)
+    convs = [s for s in steps if isinstance(s, _plan.ConvStep)]
+    assert len(convs) == 2
+    first, second = convs
+    assert first.bn is model[1] and first.scaling is model[2] and first.relu and first.pool is None
+    assert second.relu and second.pool is model[8]
+    net = resnet(8, random_state=0)
+    assert sum(isinstance(s, _plan.ResidualStep) for s in _plan.plan(net.modules)) == 3
+
+    class MyReLU(cynn.ReLU):
+        pass
+
+    custom = cynn.Sequential(cynn.Conv2d(1, 2, 3), MyReLU())
+    steps = _plan.plan(custom.modules)
+    assert isinstance(steps[0], _plan.ConvStep) and not steps[0].relu  # a subclass runs as itself
+    assert len(steps) == 2
+
+
+@pytest.mark.parametrize("batch", [1, 2, 5])
+def test_fused_results_do_not_depend_on_the_thread_count(batch):
+    rng = np.random.default_rng(3)
+    model = resnet(8, random_state=0)
+    x = rng.random((batch, 3, 16, 16), dtype=np.float32)
+    _settle(model, rng, x)
+    previous = cynn.get_num_threads()
+    outs = []
+    try:
+        for threads in (1, 2, 3):
+            cynn.set_num_threads(threads)
+            with cynn.inference_mode():
+                outs.append(model.forward(x))
+    finally:
+        cynn.set_num_threads(previous)
+    for out in outs[1:]:
+        np.testing.assert_array_equal(out, outs[0])
+
+
+def test_nan_propagates_as_in_the_layers():
+    rng = np.random.default_rng(4)
+    model = cynn.Sequential(*_blocks(np.float32, rng)["conv-bn-cs-relu-pool"])
+    x = rng.standard_normal((2, 3, 11, 10)).astype(np.float32)
+    _settle(model, rng, x)
+    x[0, 1, 4, 4] = np.nan
+    fused, plain = _both(model, x)
+    np.testing.assert_array_equal(np.isnan(fused), np.isnan(plain))
+    assert np.isnan(fused).any()
+
+
+def test_outside_inference_mode_evaluation_keeps_what_backward_needs():
+    rng = np.random.default_rng(5)
+    model = small_cnn((1, 8, 8), 3, random_state=0)
+    x = rng.random((4, 1, 8, 8), dtype=np.float32)
+    _settle(model, rng, x)
+    out = model.forward(x)
+    dx = model.backward(x, np.ones_like(out))
+    assert dx.shape == x.shape
+
+
+def test_an_untrained_batch_norm_is_run_by_itself():
+    """Before any training step the moving statistics are allocated on first use: that
+    batch norm is not folded, and the result is still the layers' own."""
+    model = cynn.Sequential(cynn.Conv2d(2, 3, 3, random_state=0), cynn.BatchNormalization(),
+                            cynn.ReLU())
+    model.evaluate()
+    x = np.random.default_rng(6).random((2, 2, 5, 5), dtype=np.float32)
+    fused, plain = _both(model, x)
+    _assert_close(fused, plain, np.float32)
+
+
+@pytest.mark.parametrize("layers, x_shape, match", [
+    (lambda: [cynn.Conv2d(3, 4, 3), cynn.ReLU()], (2, 5, 6, 6), "expected input with 3 channels"),
+    (lambda: [cynn.Conv2d(3, 4, 3, padding=0), cynn.MaxPool2d(5)], (1, 3, 6, 6), "MaxPool2d"),
+    (lambda: [cynn.Residual(cynn.Sequential(cynn.Conv2d(3, 4, 3))), cynn.ReLU()], (1, 3, 6, 6),
+     "Residual: the body gives shape"),
+])
+def test_bad_input_gets_the_layers_own_error(layers, x_shape, match):
+    model = cynn.Sequential(*layers())
+    model.evaluate()
+    x = np.ones(x_shape, np.float32)
+    with cynn.inference_mode(), pytest.raises(ValueError, match=match):
+        model.forward(x)
+
+
+def test_eval_kernel_rejects_inconsistent_shapes():
+    x = np.zeros((2, 3, 5, 5), np.float32)
+    w = np.zeros((4, 27), np.float32)
+    scale, shift = np.ones(4, np.float32), np.zeros(4, np.float32)
+    size = _conv.eval_workspace_size(3, 5, 5, 3, 3, 1, 1, 5, 5, 4, 4, 2)
+    ws = np.zeros((1, size), np.float32)
+    no_add = np.zeros((0, 0, 0, 0), np.float32)
+    out = np.zeros((2, 4, 2, 2), np.float32)
+    args = (3, 3, 1, 1, 1, 1, True, 2, 2, 2, 2, 1, True)
+    _conv.conv2d_forward_eval(x, w, scale, shift, no_add, out, ws, *args)
+    with pytest.raises(ValueError, match="inconsistent column workspace"):
+        _conv.conv2d_forward_eval(x, w, scale, shift, no_add, out, ws[:, :-1].copy(), *args)
+    with pytest.raises(ValueError, match="inconsistent output shape"):
+        _conv.conv2d_forward_eval(x, w, scale, shift, no_add, np.zeros((2, 4, 5, 5), np.float32),
+                                  ws, *args)
+    with pytest.raises(ValueError, match="inconsistent addend shape"):
+        _conv.conv2d_forward_eval(x, w, scale, shift, np.zeros((2, 4, 2, 2), np.float32), out,
+                                  ws, *args)
+    with pytest.raises(ValueError, match="inconsistent weight shape"):
+        _conv.conv2d_forward_eval(x, w, scale[:3].copy(), shift, no_add, out, ws, *args)
+    with pytest.raises(ValueError, match="inconsistent pooling size"):
+        _conv.conv2d_forward_eval(x, w, scale, shift, no_add, out, ws,
+                                  3, 3, 1, 1, 1, 1, True, 6, 2, 2, 2, 1, True)
+
+
+def test_fold_affine_matches_the_formula():
+    rng = np.random.default_rng(7)
+    b, m, g, be = (rng.standard_normal(5) for _ in range(4))
+    v = rng.uniform(0.1, 2, 5)
+    scale, shift = np.empty(5), np.empty(5)
+    _conv.fold_affine(b, m, v, 1e-3, g, be, scale, shift)
+    np.testing.assert_allclose(scale, g / np.sqrt(v + 1e-3), rtol=1e-15)
+    np.testing.assert_allclose(shift, be + g / np.sqrt(v + 1e-3) * (b - m), rtol=1e-14, atol=1e-15)
+    empty = np.empty(0)
+    _conv.fold_affine(empty, empty, empty, 0.0, empty, empty, scale, shift)
+    np.testing.assert_array_equal(scale, 1)
+    np.testing.assert_array_equal(shift, 0)
