@@ -255,6 +255,14 @@ def set_direct(bint enabled):
     return old
 
 
+# The direct weight gradient sums over the wide grid, one tile of filters and taps at a
+# time, then reduces each sum across its lanes: on small planes (64 channels at 8x8:
+# 80 positions) the reductions cost more than the GEMM's packing, so it needs this
+# many positions (16x16 has 288).
+cdef enum:
+    _WGRAD_MIN_POSITIONS = 256
+
+
 cdef inline bint _direct(const Geom* g) noexcept nogil:
     return _direct_enabled and g.sh == 1 and g.sw == 1
 
@@ -645,7 +653,7 @@ def conv2d_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
     # spreads over the samples on its own (the same per-sample work, the same bits).
     cdef bint fuse = want_dx and threads <= n_groups
     try:
-        if _direct(&g):
+        if _direct(&g) and g.ho * g.wp >= _WGRAD_MIN_POSITIONS:
             # the weight gradient as the direct kernel's correlation: its tap offsets
             off = <Py_ssize_t*> malloc(k * sizeof(Py_ssize_t))
             if off == NULL:
