@@ -62,11 +62,19 @@ def inference_plans_enabled():
     return _enabled and not getattr(_local, "off", False)
 
 
+_TYPES = None
+
+
 def _types():
-    # Imported here: the layers import cynn.module, which imports this module.
-    from .containers import Residual
-    from .layers import BatchNormalization, ChannelwiseScaling, Conv2d, MaxPool2d, ReLU
-    return Conv2d, BatchNormalization, ChannelwiseScaling, ReLU, MaxPool2d, Residual
+    # Imported on first use: the layers import cynn.module, which imports this module.
+    global _TYPES
+    if _TYPES is None:
+        from .containers import Residual
+        from .layers import BatchNormalization, ChannelwiseScaling, Conv2d, MaxPool2d, ReLU
+        from .module import Sequential
+        _TYPES = (Conv2d, BatchNormalization, ChannelwiseScaling, ReLU, MaxPool2d, Residual,
+                  Sequential)
+    return _TYPES
 
 
 class ConvStep:
@@ -147,8 +155,7 @@ class ResidualStep:
 
 def plan(modules):
     """The steps of a Sequential's modules in inference mode (see the module docstring)."""
-    Conv2d, BatchNormalization, ChannelwiseScaling, ReLU, MaxPool2d, Residual = _types()
-    from .module import Sequential
+    Conv2d, BatchNormalization, ChannelwiseScaling, ReLU, MaxPool2d, Residual, Sequential = _types()
 
     steps, i, count = [], 0, len(modules)
     while i < count:

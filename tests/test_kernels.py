@@ -539,3 +539,30 @@ def test_kernel_header_compiles_alone_without_warnings(header, tmp_path):
          "-c", str(source), "-o", str(tmp_path / "header.o")],
         capture_output=True, text=True)
     assert result.returncode == 0 and not result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m, k, n_out", [(1, 3136, 128), (5, 7, 4), (50, 1030, 25), (3, 1, 1)])
+def test_linear_forward_kernel_matches_reference_and_is_batch_invariant(m, k, n_out, dtype, rng,
+                                                                        tolerance):
+    """y = x W^T with K tails past the last vector and past the last 512-value chunk, row
+    and output counts that are not multiples of the tiles; each row alone, and any
+    thread count, gives the same bits as the row inside the batch."""
+    from cynn._kernels import dense
+
+    x = rng.standard_normal((m, k)).astype(dtype)
+    w = rng.standard_normal((n_out, k)).astype(dtype)
+    y = np.empty((m, n_out), dtype)
+    dense.linear_forward(x, w, y, 2)
+    expected = x.astype(np.float64) @ w.T.astype(np.float64)
+    # sums of k products of unit normals: errors grow like sqrt(k) times the rounding
+    t = (1e-6 if dtype == np.float32 else 1e-15) * np.sqrt(k) * np.sqrt(k)
+    np.testing.assert_allclose(y, expected, rtol=0, atol=t)
+    for row in {0, m // 2, m - 1}:
+        alone = np.empty((1, n_out), dtype)
+        dense.linear_forward(np.ascontiguousarray(x[row:row + 1]), w, alone, 3)
+        np.testing.assert_array_equal(alone[0], y[row])
+    with pytest.raises(ValueError, match="inconsistent weight shape"):
+        dense.linear_forward(x, w[:, :-1].copy() if k > 1 else np.empty((n_out, 2), dtype), y, 1)
+    with pytest.raises(ValueError, match="inconsistent output shape"):
+        dense.linear_forward(x, w, np.empty((m, n_out + 1), dtype), 1)
