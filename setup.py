@@ -24,7 +24,7 @@ import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-KERNELS = ["conv", "batchnorm", "pooling", "dense", "activation", "depthwise"]
+KERNELS = ["conv", "batchnorm", "pooling", "dense", "activation", "depthwise", "optim"]
 
 
 def _flag(name):
@@ -114,7 +114,9 @@ extensions = [
         depends=_headers(name),
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
                        ("CYNN_DEBUG_BUILD", "1" if DEBUG else "0")],
-        extra_compile_args=compile_args,
+        # optim.pyx must round as NumPy does: no multiply-add contraction, whatever
+        # CFLAGS the environment adds
+        extra_compile_args=compile_args + (["-ffp-contract=off"] if name == "optim" else []),
         extra_link_args=link_args,
     )
     for name in KERNELS

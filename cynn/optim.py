@@ -23,6 +23,8 @@ import math
 
 import numpy as np
 
+from ._kernels import optim as _optim
+from ._threads import get_num_threads
 from ._validation import (check_state_keys, flag, fraction, non_negative_float, non_negative_int,
                           positive_float)
 from .module import Module, claim, release
@@ -381,6 +383,13 @@ class Adam(Optimizer):
             state["exp_avg"] = np.zeros_like(param)
             state["exp_avg_sq"] = np.zeros_like(param)
         m, v = state["exp_avg"], state["exp_avg_sq"]
+        t = self.step_count
+        if all(a.flags.c_contiguous and a.dtype == param.dtype for a in (param, g, m, v)):
+            # one pass, the same bits as the NumPy lines below (cynn/_kernels/optim.pyx)
+            _optim.adam_update(param.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1),
+                               beta1, beta2, math.sqrt(1.0 - beta2 ** t), self.eps,
+                               self.lr / (1.0 - beta1 ** t), get_num_threads())
+            return
         m *= beta1
         np.multiply(g, 1.0 - beta1, out=tmp)
         m += tmp

@@ -648,3 +648,33 @@ def test_schedule_matches_pytorch(name, config, metric_kind):
     np.testing.assert_allclose(ours_lrs, theirs_lrs, rtol=1e-10, atol=1e-14)
     if metric_kind is not None:
         assert ours_lrs[-1] < 0.5, "the metric sequence should trigger a reduction"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("size", [7, 100_000])
+def test_adam_kernel_gives_the_bits_of_the_numpy_update(dtype, size):
+    """The one-pass Adam kernel against the NumPy sequence it replaces (the one in
+    Adam._update_parameter): the same operations in the same order and dtype, so the
+    same bits, with the thread team (100,000 values) and without (7)."""
+    from cynn._kernels import optim as kernel
+
+    rng = np.random.default_rng(0)
+    p = rng.standard_normal(size).astype(dtype)
+    m, v = np.zeros_like(p), np.zeros_like(p)
+    p2, m2, v2 = p.copy(), m.copy(), v.copy()
+    lr, (b1, b2), eps = 3e-3, (0.9, 0.999), 1e-8
+    for t in range(1, 6):
+        g = rng.standard_normal(size).astype(dtype)
+        kernel.adam_update(p, g, m, v, b1, b2, math.sqrt(1.0 - b2 ** t), eps,
+                           lr / (1.0 - b1 ** t), 2)
+        m2 *= b1
+        m2 += g * (1.0 - b1)
+        v2 *= b2
+        v2 += (g * g) * (1.0 - b2)
+        denom = np.sqrt(v2) / math.sqrt(1.0 - b2 ** t) + eps
+        p2 -= (m2 / denom) * (lr / (1.0 - b1 ** t))
+        np.testing.assert_array_equal(m, m2)
+        np.testing.assert_array_equal(v, v2)
+        np.testing.assert_array_equal(p, p2)
+    with pytest.raises(ValueError, match="optim kernel: inconsistent parameter and state sizes"):
+        kernel.adam_update(p, g[:-1].copy(), m, v, b1, b2, 1.0, eps, lr, 1)
