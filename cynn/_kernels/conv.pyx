@@ -256,11 +256,13 @@ def set_direct(bint enabled):
 
 
 # The direct weight gradient sums over the wide grid, one tile of filters and taps at a
-# time, then reduces each sum across its lanes: on small planes (64 channels at 8x8:
-# 80 positions) the reductions cost more than the GEMM's packing, so it needs this
-# many positions (16x16 has 288).
+# time, then reduces each sum across its lanes.  It beats im2col + GEMM on large
+# planes with few channels (16 channels at 32x32, batch 128: 116 against 91 GFLOP/s)
+# and loses on small planes (32 -> 64 channels at 16x16: 95 against 147; 64 at 8x8:
+# its reductions cost more than the GEMM's packing), so it needs this many wide-grid
+# positions (32x32 has 1088, 28x28 840, 16x16 288).
 cdef enum:
-    _WGRAD_MIN_POSITIONS = 256
+    _WGRAD_MIN_POSITIONS = 512
 
 
 cdef inline bint _direct(const Geom* g) noexcept nogil:
