@@ -286,6 +286,26 @@ cdef floating* _pack(const floating* weight, Py_ssize_t ldw, Py_ssize_t n_filter
     return wpk
 
 
+cdef Py_ssize_t _direct_sample(const floating* xs, const Geom* g, const floating* wpk,
+                               Py_ssize_t n_filters, Py_ssize_t blk0, Py_ssize_t blk1,
+                               floating* xp, floating* buf) noexcept nogil:
+    """The direct kernel on one sample: pad it into ``xp``, then the wide output rows of
+    filter blocks [blk0, blk1) into ``buf``; returns their length nq."""
+    cdef Py_ssize_t nq = _direct_positions(g, sizeof(floating))
+    _pad_sample(xs, g, xp)
+    # the values the last tile reads past the sample, zero (never a NaN or a denormal
+    # in the dropped positions)
+    memset(xp + g.channels * g.hp * g.wp, 0,
+           _direct_slack(g, sizeof(floating)) * sizeof(floating))
+    if floating is float:
+        cynn_direct_f(xp, g.channels, g.hp, g.wp, g.kh, g.kw, wpk, _blocks(n_filters),
+                      blk0, blk1, buf, nq, nq)
+    else:
+        cynn_direct_d(xp, g.channels, g.hp, g.wp, g.kh, g.kw, wpk, _blocks(n_filters),
+                      blk0, blk1, buf, nq, nq)
+    return nq
+
+
 cdef void _forward_sample(const floating* xs, const Geom* g, const floating* weight,
                           const floating* wpk, Py_ssize_t n_filters, bint has_bias,
                           Py_ssize_t blk0, Py_ssize_t blk1, floating* col, floating* xp,
@@ -300,22 +320,14 @@ cdef void _forward_sample(const floating* xs, const Geom* g, const floating* wei
     cdef int p = g.ho * g.wo
     if f0 >= f1:
         return
-    _pad_sample(xs, g, xp)
     if wpk != NULL:
-        # the values the last tile reads past the sample, zero (never a NaN or a
-        # denormal in the dropped positions)
-        memset(xp + g.channels * g.hp * g.wp, 0,
-               _direct_slack(g, sizeof(floating)) * sizeof(floating))
-        nq = _direct_positions(g, sizeof(floating))
+        nq = _direct_sample(xs, g, wpk, n_filters, blk0, blk1, xp, col)
         if floating is float:
-            cynn_direct_f(xp, g.channels, g.hp, g.wp, g.kh, g.kw, wpk, _blocks(n_filters),
-                          blk0, blk1, col, nq, nq)
             cynn_wide_store_f(col, nq, g.wp, f0, f1, g.ho, g.wo, NULL, 0, out)
         else:
-            cynn_direct_d(xp, g.channels, g.hp, g.wp, g.kh, g.kw, wpk, _blocks(n_filters),
-                          blk0, blk1, col, nq, nq)
             cynn_wide_store_d(col, nq, g.wp, f0, f1, g.ho, g.wo, NULL, 0, out)
         return
+    _pad_sample(xs, g, xp)
     while oh0 < g.ho:
         oh1 = oh0 + rows if oh0 + rows < g.ho else g.ho
         _im2col_rows(xp, g, col, oh0, oh1, has_bias)
@@ -491,16 +503,7 @@ cdef void _eval_sample(const floating* xs, const Geom* g, const floating* folded
     if f0 >= f1:
         return
     if wpk != NULL:
-        _pad_sample(xs, g, xp)
-        memset(xp + g.channels * g.hp * g.wp, 0,
-               _direct_slack(g, sizeof(floating)) * sizeof(floating))
-        nq = _direct_positions(g, sizeof(floating))
-        if floating is float:
-            cynn_direct_f(xp, g.channels, g.hp, g.wp, g.kh, g.kw, wpk, _blocks(n_filters),
-                          blk0, blk1, ws, nq, nq)
-        else:
-            cynn_direct_d(xp, g.channels, g.hp, g.wp, g.kh, g.kw, wpk, _blocks(n_filters),
-                          blk0, blk1, ws, nq, nq)
+        nq = _direct_sample(xs, g, wpk, n_filters, blk0, blk1, xp, ws)
         buf, ldb, pitch = ws, nq, g.wp
     else:
         buf = ws + region
