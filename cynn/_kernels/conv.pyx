@@ -269,6 +269,17 @@ cdef inline bint _direct(const Geom* g) noexcept nogil:
     return _direct_enabled and g.sh == 1 and g.sw == 1
 
 
+cdef inline Py_ssize_t _splits(bint direct, Py_ssize_t n_batch, int threads,
+                               Py_ssize_t n_blocks) noexcept nogil:
+    """Into how many shares of filter blocks each sample's work is cut: with fewer
+    samples than threads, enough to keep every thread busy, on the direct kernel only.
+    Its sums do not depend on the blocks asked for; a GEMM over fewer rows may round
+    differently, so the GEMM path never splits."""
+    if not direct or n_batch >= threads:
+        return 1
+    return min((threads + n_batch - 1) // n_batch, n_blocks)
+
+
 cdef floating* _pack(const floating* weight, Py_ssize_t ldw, Py_ssize_t n_filters,
                      Py_ssize_t taps, const floating* bias, Py_ssize_t bias_stride,
                      const floating* scale) except NULL:
@@ -421,7 +432,7 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] weight
     cdef int threads = num_threads if (blas_single_threaded or direct) else 1
     cdef Py_ssize_t kk = g.channels * kh * kw + has_bias
     cdef Py_ssize_t region = _region(&g, kk, n_filters, sizeof(floating))
-    cdef Py_ssize_t n_blocks = _blocks(n_filters), splits = 1
+    cdef Py_ssize_t n_blocks = _blocks(n_filters), splits
     cdef floating* col
     cdef floating* wpk = NULL
     _check(weight.shape[1] == kk, "weight shape")
@@ -432,10 +443,7 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] weight
     _check_workspace(workspace, threads, &g, kk, n_filters)
     if n_batch == 0:
         return
-    if direct and n_batch < threads:
-        # the direct kernel's sums do not depend on the blocks asked for; a GEMM over
-        # fewer rows may round differently, so the GEMM path never splits
-        splits = min((threads + n_batch - 1) // n_batch, n_blocks)
+    splits = _splits(direct, n_batch, threads, n_blocks)
     if direct:
         wpk = _pack(&weight[0, 0], kk, n_filters, kk - has_bias,
                     &weight[0, kk - 1] if has_bias else NULL, kk, NULL)
@@ -542,7 +550,7 @@ def conv2d_forward_eval(const floating[:, :, :, ::1] x, const floating[:, ::1] w
     cdef int po = ho, qo = wo
     cdef bint direct, has_add = add.shape[0] != 0
     cdef int threads
-    cdef Py_ssize_t region, conv_out, n_blocks = _blocks(n_filters), splits = 1
+    cdef Py_ssize_t region, conv_out, n_blocks = _blocks(n_filters), splits
     cdef floating* ws
     cdef floating* wpk = NULL
     cdef floating* folded = NULL
@@ -569,10 +577,7 @@ def conv2d_forward_eval(const floating[:, :, :, ::1] x, const floating[:, ::1] w
         + _direct_slack(&g, sizeof(floating))), "column workspace")
     if n_batch == 0:
         return
-    if direct and n_batch < threads:
-        # the direct kernel's sums do not depend on the blocks asked for; a GEMM over
-        # fewer rows may round differently, so the GEMM path never splits
-        splits = min((threads + n_batch - 1) // n_batch, n_blocks)
+    splits = _splits(direct, n_batch, threads, n_blocks)
     try:
         if direct:
             wpk = _pack(&weight[0, 0], k, n_filters, k, &shift[0], 1, &scale[0])
