@@ -290,13 +290,13 @@ CYNN_KERNEL CYNN_WIDE void NAME(const T* restrict buf, Py_ssize_t ldb, Py_ssize_
                     T best = t0[2 * j], v;                                             \
                     _Bool take;                                                        \
                     v = t0[2 * j + 1];                                                 \
-                    take = (v > best) || (v != v && best == best);                     \
+                    take = CYNN_MAX_TAKES(v, best);                                    \
                     best = take ? v : best;                                            \
                     v = t1[2 * j];                                                     \
-                    take = (v > best) || (v != v && best == best);                     \
+                    take = CYNN_MAX_TAKES(v, best);                                    \
                     best = take ? v : best;                                            \
                     v = t1[2 * j + 1];                                                 \
-                    take = (v > best) || (v != v && best == best);                     \
+                    take = CYNN_MAX_TAKES(v, best);                                    \
                     best = take ? v : best;                                            \
                     d[j] = best;                                                       \
                 }                                                                      \
@@ -308,7 +308,7 @@ CYNN_KERNEL CYNN_WIDE void NAME(const T* restrict buf, Py_ssize_t ldb, Py_ssize_
                 for (int a = 0; a < pkh; a++)                                          \
                     for (int b = 0; b < pkw; b++) {                                    \
                         T v = t[(Py_ssize_t)a * wo + b];                               \
-                        _Bool take = (v > best) || (v != v && best == best);           \
+                        _Bool take = CYNN_MAX_TAKES(v, best);                          \
                         best = take ? v : best;                                        \
                     }                                                                  \
                 d[j] = best;                                                           \

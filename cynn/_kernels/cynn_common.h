@@ -67,6 +67,11 @@ typedef double cynn_v32d __attribute__((vector_size(32)));
 typedef float cynn_v64f __attribute__((vector_size(64)));
 typedef double cynn_v64d __attribute__((vector_size(64)));
 
+/* Whether max pooling takes value v over the best so far: strictly greater (the first
+   of equal maxima wins), or v is a NaN and best is not (a NaN, once taken, stays).
+   MaxPool2d's kernels and the convolution's pooling epilogue share it. */
+#define CYNN_MAX_TAKES(v, best) ((v) > (best) || ((v) != (v) && (best) == (best)))
+
 /* Instantiates a kernel macro KERNEL(NAME, T, SFX) for float, as NAME_f, and for
    double, as NAME_d; SFX (f or d) names the matching vector type, cynn_v32##SFX. */
 #define CYNN_FLOAT_AND_DOUBLE(KERNEL, NAME)                                            \

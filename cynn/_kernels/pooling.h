@@ -18,13 +18,13 @@ CYNN_KERNEL void NAME##_row(const T* restrict r0, const T* restrict r1,         
         int off = 0;                                                                   \
         _Bool take;                                                                    \
         v = r0[2 * ow + 1];                                                            \
-        take = (v > best) || (v != v && best == best);                                 \
+        take = CYNN_MAX_TAKES(v, best);                                                \
         best = take ? v : best; off = take ? 1 : off;                                  \
         v = r1[2 * ow];                                                                \
-        take = (v > best) || (v != v && best == best);                                 \
+        take = CYNN_MAX_TAKES(v, best);                                                \
         best = take ? v : best; off = take ? w : off;                                  \
         v = r1[2 * ow + 1];                                                            \
-        take = (v > best) || (v != v && best == best);                                 \
+        take = CYNN_MAX_TAKES(v, best);                                                \
         best = take ? v : best; off = take ? w + 1 : off;                              \
         o[ow] = best;                                                                  \
         a[ow] = base + 2 * ow + off;                                                   \
