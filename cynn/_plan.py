@@ -27,7 +27,7 @@ import threading
 
 import numpy as np
 
-from ._threads import get_num_threads, kernel_blas_single_threaded
+from ._threads import get_num_threads, kernel_blas_single_threaded, thread_flag
 from ._kernels import conv as _conv
 
 __all__ = ["set_inference_plans", "inference_plans_enabled"]
@@ -40,12 +40,8 @@ _local = threading.local()
 def layer_by_layer():
     """Run every Sequential layer by layer in this thread only (`cynn.summary` traces
     each module's own forward), leaving other threads' plans alone."""
-    previous = getattr(_local, "off", False)
-    _local.off = True
-    try:
+    with thread_flag(_local, "off"):
         yield
-    finally:
-        _local.off = previous
 
 
 def set_inference_plans(enabled):
@@ -77,17 +73,26 @@ def _types():
     return _TYPES
 
 
-class ConvStep:
-    """A Conv2d and the evaluation-mode layers fused into its epilogue."""
+class _Step:
+    """A fused step: ``layers`` are the modules it stands for, in order."""
 
-    def __init__(self, layers, conv, bn, scaling, relu, pool):
-        self.layers = layers          # the modules this step stands for, in order
-        self.conv, self.bn, self.scaling, self.relu, self.pool = conv, bn, scaling, relu, pool
+    def __init__(self, layers):
+        self.layers = layers
 
     def plain(self, x):
+        """The layers one by one (for input the fused kernel would refuse: their own
+        errors)."""
         for layer in self.layers:
             x = layer.forward(x)
         return x
+
+
+class ConvStep(_Step):
+    """A Conv2d and the evaluation-mode layers fused into its epilogue."""
+
+    def __init__(self, layers, conv, bn, scaling, relu, pool):
+        super().__init__(layers)
+        self.conv, self.bn, self.scaling, self.relu, self.pool = conv, bn, scaling, relu, pool
 
     def __call__(self, input, add=None, relu=False):
         conv = self.conv
@@ -122,17 +127,13 @@ class ConvStep:
         return out
 
 
-class ResidualStep:
+class ResidualStep(_Step):
     """A Residual (and the ReLU after it): the shortcut first, then the body, whose last
     convolution step adds the shortcut and applies the ReLU in its epilogue."""
 
     def __init__(self, layers, residual, relu):
-        self.layers, self.residual, self.relu = layers, residual, relu
-
-    def plain(self, x):
-        for layer in self.layers:
-            x = layer.forward(x)
-        return x
+        super().__init__(layers)
+        self.residual, self.relu = residual, relu
 
     def __call__(self, input):
         res = self.residual
