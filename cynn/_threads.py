@@ -12,6 +12,7 @@ put two thread pools on the same cores.  NumPy's BLAS gets the cynn thread count
 When SciPy's BLAS cannot be told apart from NumPy's, the kernels fall back to serial
 loops around threaded GEMMs (`kernel_blas_single_threaded` returns False).
 """
+import contextlib
 import os
 
 from ._validation import parse_positive_int
@@ -92,3 +93,16 @@ def _limit_blas(n):
     for lib in controller.lib_controllers:
         if lib.user_api == "blas":
             lib.set_num_threads(1 if lib.filepath in pinned else n)
+
+
+@contextlib.contextmanager
+def thread_flag(local, name):
+    """Set the flag ``name`` of the ``threading.local`` object ``local`` in the calling
+    thread for the block, then put back what it was (nested blocks restore in order):
+    the per-thread switches of `cynn.inference_mode` and of the inference plans."""
+    previous = getattr(local, name, False)
+    setattr(local, name, True)
+    try:
+        yield
+    finally:
+        setattr(local, name, previous)

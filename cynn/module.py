@@ -19,6 +19,7 @@ import threading
 import numpy as np
 
 from . import _plan
+from ._threads import thread_flag
 from ._validation import check_dtype
 
 _thread_state = threading.local()
@@ -36,12 +37,8 @@ def inference_mode():
     the estimators' predict family run their forward passes in it.  The same idea as
     PyTorch's ``torch.inference_mode()``.
     """
-    previous = getattr(_thread_state, "inference", False)
-    _thread_state.inference = True
-    try:
+    with thread_flag(_thread_state, "inference"):
         yield
-    finally:
-        _thread_state.inference = previous
 
 
 def is_inference():
