@@ -383,12 +383,15 @@ class Adam(Optimizer):
             state["exp_avg"] = np.zeros_like(param)
             state["exp_avg_sq"] = np.zeros_like(param)
         m, v = state["exp_avg"], state["exp_avg_sq"]
+        # Bias corrections in Python floats: scalars never change the array dtype.
         t = self.step_count
+        bias_correction1 = 1.0 - beta1 ** t
+        bias_correction2 = 1.0 - beta2 ** t
         if all(a.flags.c_contiguous and a.dtype == param.dtype for a in (param, g, m, v)):
             # one pass, the same bits as the NumPy lines below (cynn/_kernels/optim.pyx)
             _optim.adam_update(param.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1),
-                               beta1, beta2, math.sqrt(1.0 - beta2 ** t), self.eps,
-                               self.lr / (1.0 - beta1 ** t), get_num_threads())
+                               beta1, beta2, math.sqrt(bias_correction2), self.eps,
+                               self.lr / bias_correction1, get_num_threads())
             return
         m *= beta1
         np.multiply(g, 1.0 - beta1, out=tmp)
@@ -397,10 +400,6 @@ class Adam(Optimizer):
         np.multiply(g, g, out=tmp)
         tmp *= 1.0 - beta2
         v += tmp
-        # Bias corrections in Python floats: scalars never change the array dtype.
-        t = self.step_count
-        bias_correction1 = 1.0 - beta1 ** t
-        bias_correction2 = 1.0 - beta2 ** t
         denom = np.sqrt(v, out=tmp)
         denom /= math.sqrt(bias_correction2)
         denom += self.eps
