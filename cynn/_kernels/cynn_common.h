@@ -35,15 +35,17 @@
    others (the attribute changes no code). */
 #define CYNN_KERNEL static __attribute__((unused))
 
-/* Clones of a hot function for AVX-512 and for AVX2 with FMA, picked once at load
-   time (an ifunc: GCC on x86-64 glibc Linux only; elsewhere the one baseline version).
-   The AVX2 clone is "arch=x86-64-v3" (AVX2, FMA, BMI2...), dispatched on the CPU's
-   features: a plain "avx2" clone has no FMA, so every multiply-add is two
-   instructions, and "arch=haswell" is dispatched on the CPU model, so an AMD CPU never
-   gets it.  GCC 12 is the first to take x86-64-v3 in target_clones. */
+/* Clones of a hot function for AVX-512 and for AVX2, both with FMA, picked once at
+   load time (an ifunc: GCC on x86-64 glibc Linux only; elsewhere the one baseline
+   version).  The clones are "arch=x86-64-v4" (AVX-512 F/BW/DQ/VL on top of v3) and
+   "arch=x86-64-v3" (AVX2, FMA, BMI2...), dispatched on the CPU's features.  Neither
+   a plain "avx2" nor a plain "avx512f" clone has FMA, so every multiply-add would
+   be two instructions (an AVX-512 AMD EPYC ran the convolution at half speed on the
+   "avx512f" clone), and "arch=haswell" is dispatched on the CPU model, so an AMD
+   CPU never gets it.  GCC 12 is the first to take x86-64-v3/v4 in target_clones. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
     && defined(__GLIBC__) && __GNUC__ >= 12
-#define CYNN_WIDE __attribute__((target_clones("avx512f", "arch=x86-64-v3", "default")))
+#define CYNN_WIDE __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #elif defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
     && defined(__GLIBC__)
 #define CYNN_WIDE __attribute__((target_clones("avx512f", "avx2", "default")))
