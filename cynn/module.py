@@ -110,7 +110,7 @@ class Module:
     # Per-call scratch state; dropped from copies and pickles (a pickled model should
     # not carry its last batch around).
     _transient_attrs = ("_output", "_input_grad", "_grad_cache", "_inputs", "_saved",
-                        "_widths", "_busy", "_forward_thread")
+                        "_widths", "_busy", "_forward_thread", "_steps")
 
     def __init__(self):
         self._output = None
@@ -427,21 +427,26 @@ class Sequential(Module):
         if is_inference() and _plan.inference_plans_enabled():
             # Nothing is kept for backward: run the fused steps (cynn._plan).
             return _plan.run(self.modules, input)
+        if self.training and _plan.training_fusion_enabled():
+            # Batch norm, scaling and ReLU runs in fused steps (cynn._plan.NormStep).
+            out, steps, inputs = _plan.train_forward(self.modules, input)
+            self._steps, self._inputs = steps, inputs
+            return out
         inputs = [input]
         out = input
         for module in self.modules:
             out = module.forward(out)
             inputs.append(out)
         if not is_inference():
-            self._inputs = inputs
+            self._steps, self._inputs = list(self.modules), inputs
         return out
 
     def _compute_input_grad(self, input, output_grad):
         inputs = getattr(self, "_inputs", None)
         check_same_input("Sequential", None if inputs is None else inputs[0], input)
         grad = output_grad
-        for i in range(len(self.modules) - 1, -1, -1):
-            grad = self.modules[i].backward(self._inputs[i], grad)
+        for i in range(len(self._steps) - 1, -1, -1):
+            grad = self._steps[i].backward(self._inputs[i], grad)
         return grad
 
     def __len__(self):

@@ -142,8 +142,84 @@ CYNN_KERNEL void NAME##_row_backward(const T* restrict x, const T* restrict dy, 
         dx[c] = a[c] * dy[c] + b[c] * (x[c] - m[c]) + k[c];                            \
 }
 
+
+/* Batch norm, channelwise scaling and (with relu) a ReLU in one, over one plane of a
+   training batch: the forward apply and the backward's two sweeps (batchnorm.pyx's
+   bn_scale_forward_train / bn_scale_backward_train).  With t = (x - m) * inv rounded
+   to T and z = t * g + beta rounded to T, exactly as the three layers compute them one
+   after another (no multiply-add is contracted: the forward apply is compiled for the
+   baseline, which has no FMA, like the layers' own loops), so the output is the same
+   bits.  The backward sweeps are cloned for AVX2 and AVX-512 (CYNN_WIDE), where their
+   vector comparisons are single instructions; their rounding need not match.  The
+   ReLU's mask is z > 0, which is t * g > -beta: the product rounded, then
+   compared, the same truth value as the rounded sum's sign (a nonzero exact sum of
+   two floats never rounds to 0), and NaN or an infinite z gives the layer's mask. */
+typedef int CYNN_BN_MASK_f __attribute__((vector_size(32)));
+typedef long long CYNN_BN_MASK_d __attribute__((vector_size(32)));
+/* v where the mask (a vector comparison's all-ones or zero lanes) is set, else +0. */
+#define CYNN_BN_SELECT(SFX, mask, v)                                                   \
+    ((cynn_v32##SFX)((CYNN_BN_MASK_##SFX)(v) & (mask)))
+#define CYNN_BN_AFFINE(NAME, T, SFX)                                                   \
+CYNN_KERNEL void NAME##_affine_apply(const T* restrict x, T* restrict y, Py_ssize_t s,  \
+                                     T m, T inv, T g, T beta, int relu) {              \
+    /* Plain loops, which GCC vectorizes for the baseline: its 32-byte vector          \
+       comparisons are split into scalar code there. */                                \
+    if (relu) {                                                                        \
+        for (Py_ssize_t q = 0; q < s; q++) {                                           \
+            T t = (x[q] - m) * inv;                                                    \
+            T z = t * g + beta;                                                        \
+            y[q] = z <= 0 ? (T)0 : z;                                                  \
+        }                                                                              \
+    } else {                                                                           \
+        for (Py_ssize_t q = 0; q < s; q++) {                                           \
+            T t = (x[q] - m) * inv;                                                    \
+            y[q] = t * g + beta;                                                       \
+        }                                                                              \
+    }                                                                                  \
+}                                                                                      \
+/* The sums of dz and of dz * (x - m), with dz = dy where the ReLU passed (everywhere  \
+   without relu). */                                                                   \
+CYNN_KERNEL CYNN_WIDE void NAME##_affine_grad_sums(const T* restrict x,                \
+                                         const T* restrict dy,                         \
+                                         Py_ssize_t s, T m, T inv, T g, T beta,        \
+                                         int relu, double* sum_dz, double* sum_dzx) {  \
+    cynn_v32##SFX zero = {0}, vm = zero + m, vinv = zero + inv, vg = zero + g,         \
+                  vnb = zero - beta;                                                   \
+    CYNN_PLANE_SUMS(T, SFX, cynn_v32##SFX, sum_dz, sum_dzx,                            \
+        cynn_v32##SFX d; cynn_v32##SFX v; memcpy(&d, dy + q, sizeof d);                \
+        memcpy(&v, x + q, sizeof v); v -= vm;                                          \
+        if (relu) d = CYNN_BN_SELECT(SFX, (v * vinv) * vg > vnb, d);                   \
+        a += d; b += d * v;,                                                           \
+        T c = x[q] - m; T d = dy[q];                                                   \
+        if (relu && !((c * inv) * g > -beta)) d = 0;                                   \
+        S += d; Q += (double)d * c;)                                                   \
+}                                                                                      \
+/* dx = a * dz + b * (x - m) + k. */                                                   \
+CYNN_KERNEL CYNN_WIDE void NAME##_affine_grad_apply(const T* restrict x,               \
+                                          const T* restrict dy,                        \
+                                          T* restrict dx, Py_ssize_t s, T m, T inv,    \
+                                          T g, T beta, int relu, T a, T b, T k) {      \
+    enum { L = sizeof(cynn_v32##SFX) / sizeof(T) };                                    \
+    cynn_v32##SFX zero = {0}, vm = zero + m, vinv = zero + inv, vg = zero + g,         \
+                  vnb = zero - beta, va = zero + a, vb = zero + b, vk = zero + k;      \
+    Py_ssize_t q = 0;                                                                  \
+    for (; q + L <= s; q += L) {                                                       \
+        cynn_v32##SFX d; cynn_v32##SFX v; memcpy(&d, dy + q, sizeof d);                \
+        memcpy(&v, x + q, sizeof v); v -= vm;                                          \
+        if (relu) d = CYNN_BN_SELECT(SFX, (v * vinv) * vg > vnb, d);                   \
+        d = va * d + vb * v + vk;                                                      \
+        memcpy(dx + q, &d, sizeof d);                                                  \
+    }                                                                                  \
+    for (; q < s; q++) {                                                               \
+        T c = x[q] - m; T d = dy[q];                                                   \
+        if (relu && !((c * inv) * g > -beta)) d = 0;                                   \
+        dx[q] = a * d + b * c + k;                                                     \
+    }                                                                                  \
+}
+
 CYNN_FLOAT_AND_DOUBLE(CYNN_BN_COLUMNS, cynn_bn)
 CYNN_FLOAT_AND_DOUBLE(CYNN_BN_SUMS, cynn_bn)
 CYNN_FLOAT_AND_DOUBLE(CYNN_SCALE_GRAD, cynn_bn)
+CYNN_FLOAT_AND_DOUBLE(CYNN_BN_AFFINE, cynn_bn)
 
 #endif /* CYNN_BATCHNORM_H */

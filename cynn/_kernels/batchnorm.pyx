@@ -47,6 +47,22 @@ cdef extern from "batchnorm.h":
     void cynn_bn_d_row_backward(const double* x, const double* dy, double* dx, const double* m,
                                 const double* a, const double* b, const double* k,
                                 Py_ssize_t channels) noexcept nogil
+    void cynn_bn_f_affine_apply(const float* x, float* y, Py_ssize_t s, float m, float inv,
+                                float g, float beta, int relu) noexcept nogil
+    void cynn_bn_d_affine_apply(const double* x, double* y, Py_ssize_t s, double m,
+                                double inv, double g, double beta, int relu) noexcept nogil
+    void cynn_bn_f_affine_grad_sums(const float* x, const float* dy, Py_ssize_t s, float m,
+                                    float inv, float g, float beta, int relu, double* sum_dz,
+                                    double* sum_dzx) noexcept nogil
+    void cynn_bn_d_affine_grad_sums(const double* x, const double* dy, Py_ssize_t s, double m,
+                                    double inv, double g, double beta, int relu,
+                                    double* sum_dz, double* sum_dzx) noexcept nogil
+    void cynn_bn_f_affine_grad_apply(const float* x, const float* dy, float* dx, Py_ssize_t s,
+                                     float m, float inv, float g, float beta, int relu,
+                                     float a, float b, float k) noexcept nogil
+    void cynn_bn_d_affine_grad_apply(const double* x, const double* dy, double* dx,
+                                     Py_ssize_t s, double m, double inv, double g, double beta,
+                                     int relu, double a, double b, double k) noexcept nogil
     void cynn_bn_f_scale_grad(const float* x, const float* dy, float* dx, Py_ssize_t s,
                               float g, double* sum_dy, double* sum_dyx) noexcept nogil
     void cynn_bn_d_scale_grad(const double* x, const double* dy, double* dx, Py_ssize_t s,
@@ -163,36 +179,26 @@ cdef void _affine(const floating[:, :, ::1] x, const floating[::1] gamma,
                 dst[q] = src[q] * g
 
 
-def batchnorm_forward_train(const floating[:, :, ::1] x, floating[:, :, ::1] y,
-                            floating[::1] mean, floating[::1] var, floating[::1] invstd,
-                            double[:, ::1] work, double eps, int num_threads):
-    """Batch statistics per channel (biased variance) and y = (x - mean) * invstd.
-
-    ``work`` is a (3, C) float64 workspace.
-    """
+cdef void _batch_statistics(const floating[:, :, ::1] x, floating[::1] mean,
+                            floating[::1] var, floating[::1] invstd, double[:, ::1] work,
+                            double eps, int num_threads) noexcept nogil:
+    """mean, biased variance and 1 / sqrt(var + eps) per channel of x (shapes checked by
+    the caller; ``work`` has 3 rows, and 2 more per sample for images)."""
     cdef Py_ssize_t n_batch = x.shape[0], channels = x.shape[1], s = x.shape[2]
     cdef Py_ssize_t c, task, blocks, c0, c1
     cdef double count = n_batch * s, m, shift, v
-    _check(y.shape[0] == n_batch and y.shape[1] == channels and y.shape[2] == s, "output shape")
-    _check(mean.shape[0] == channels and var.shape[0] == channels and invstd.shape[0] == channels,
-           "statistics shape")
-    _check(work.shape[0] >= 3 and work.shape[1] >= channels, "workspace")
+    for c in range(channels):
+        work[2, c] = x[0, c, 0]
     if s == 1:
-        for c in range(channels):
-            work[2, c] = x[0, c, 0]
         blocks = (channels + COLUMN_BLOCK - 1) // COLUMN_BLOCK
-        for task in prange(blocks, nogil=True, schedule='static', num_threads=num_threads):
+        for task in prange(blocks, schedule='static', num_threads=num_threads):
             c0 = task * COLUMN_BLOCK
             c1 = c0 + COLUMN_BLOCK if c0 + COLUMN_BLOCK < channels else channels
             _sums_columns(&x[0, 0, 0], n_batch, channels, c0, c1, &work[0, 0], &work[1, 0], &work[2, 0])
     else:
-        _check(work.shape[0] >= 3 + 2 * n_batch, "per-plane workspace")
-        for c in range(channels):
-            work[2, c] = x[0, c, 0]
         # One task per (n, c) plane, in memory order; the plane sums land in rows
         # 3 + 2n and 4 + 2n and are added over n afterwards in a fixed order.
-        for task in prange(n_batch * channels, nogil=True, schedule='static',
-                           num_threads=num_threads):
+        for task in prange(n_batch * channels, schedule='static', num_threads=num_threads):
             _plane_sums(&x[0, 0, 0], channels, s, task, work)
         _reduce_planes(work, n_batch, channels)
     for c in range(channels):
@@ -205,8 +211,121 @@ def batchnorm_forward_train(const floating[:, :, ::1] x, floating[:, :, ::1] y,
         mean[c] = <floating> m
         var[c] = <floating> v
         invstd[c] = <floating> (1.0 / sqrt(v + eps))
+
+
+cdef int _check_statistics(const floating[:, :, ::1] x, floating[:, :, ::1] y,
+                           floating[::1] mean, floating[::1] var, floating[::1] invstd,
+                           double[:, ::1] work) except -1:
+    cdef Py_ssize_t n_batch = x.shape[0], channels = x.shape[1], s = x.shape[2]
+    _check(y.shape[0] == n_batch and y.shape[1] == channels and y.shape[2] == s, "output shape")
+    _check(mean.shape[0] == channels and var.shape[0] == channels and invstd.shape[0] == channels,
+           "statistics shape")
+    _check(work.shape[0] >= (3 if s == 1 else 3 + 2 * n_batch) and work.shape[1] >= channels,
+           "workspace")
+    return 0
+
+
+def batchnorm_forward_train(const floating[:, :, ::1] x, floating[:, :, ::1] y,
+                            floating[::1] mean, floating[::1] var, floating[::1] invstd,
+                            double[:, ::1] work, double eps, int num_threads):
+    """Batch statistics per channel (biased variance) and y = (x - mean) * invstd.
+
+    ``work`` is a float64 workspace of 3 rows (vectors) or 3 + 2N rows (images).
+    """
+    _check_statistics(x, y, mean, var, invstd, work)
     with nogil:
+        _batch_statistics(x, mean, var, invstd, work, eps, num_threads)
         _normalize(x, y, mean, invstd, num_threads)
+
+
+def bn_scale_forward_train(const floating[:, :, ::1] x, floating[:, :, ::1] y,
+                           floating[::1] mean, floating[::1] var, floating[::1] invstd,
+                           const floating[::1] gamma, const floating[::1] beta, bint relu,
+                           double[:, ::1] work, double eps, int num_threads):
+    """A training-mode BatchNormalization, ChannelwiseScaling and (``relu``) ReLU in one
+    sweep after the statistics' own: y = relu(gamma * ((x - mean) * invstd) + beta),
+    rounded step by step as the three layers round it, so the same bits.  Images only
+    (S > 1); the statistics as `batchnorm_forward_train` computes them."""
+    cdef Py_ssize_t n_batch = x.shape[0], channels = x.shape[1], s = x.shape[2], task, n, c
+    _check_statistics(x, y, mean, var, invstd, work)
+    _check(s > 1, "image layout")
+    _check(gamma.shape[0] == channels and beta.shape[0] == channels, "parameter shape")
+    with nogil:
+        _batch_statistics(x, mean, var, invstd, work, eps, num_threads)
+        for task in prange(n_batch * channels, schedule='static', num_threads=num_threads):
+            n = task // channels
+            c = task - n * channels
+            if floating is float:
+                cynn_bn_f_affine_apply(&x[n, c, 0], &y[n, c, 0], s, mean[c], invstd[c],
+                                       gamma[c], beta[c], relu)
+            else:
+                cynn_bn_d_affine_apply(&x[n, c, 0], &y[n, c, 0], s, mean[c], invstd[c],
+                                       gamma[c], beta[c], relu)
+
+
+def bn_scale_backward_train(const floating[:, :, ::1] x, const floating[:, :, ::1] dy,
+                            const floating[::1] mean, const floating[::1] invstd,
+                            const floating[::1] gamma, const floating[::1] beta, bint relu,
+                            floating[:, :, ::1] dx, floating[::1] grad_gamma,
+                            floating[::1] grad_beta, double[:, ::1] work, int num_threads):
+    """The backward pass of `bn_scale_forward_train` in two sweeps over x and dy:
+
+    dz = dy where the ReLU passed (everywhere without ``relu``); with the sums
+    S1 = sum(dz) and S2 = sum(dz * (x - mean)) per channel, over count values,
+    grad_beta += S1, grad_gamma += invstd * S2, and the batch norm's input gradient
+    of gamma * dz, dx = a * dz + b * (x - mean) + k with a = gamma * invstd,
+    b = -gamma * invstd^3 * S2 / count, k = -gamma * invstd * S1 / count.
+
+    The sums are in double, each channel's in one fixed order.  ``work`` as for the
+    forward pass."""
+    cdef Py_ssize_t n_batch = x.shape[0], channels = x.shape[1], s = x.shape[2], task, n, c
+    cdef double count = n_batch * s, inv, g
+    cdef floating a, b, k
+    _check(s > 1, "image layout")
+    _check(dy.shape[0] == n_batch and dy.shape[1] == channels and dy.shape[2] == s,
+           "gradient shape")
+    _check(dx.shape[0] == n_batch and dx.shape[1] == channels and dx.shape[2] == s,
+           "input gradient shape")
+    _check(mean.shape[0] == channels and invstd.shape[0] == channels, "statistics shape")
+    _check(gamma.shape[0] == channels and beta.shape[0] == channels
+           and grad_gamma.shape[0] == channels and grad_beta.shape[0] == channels,
+           "parameter shape")
+    _check(work.shape[0] >= 3 + 2 * n_batch and work.shape[1] >= channels, "workspace")
+    with nogil:
+        for task in prange(n_batch * channels, schedule='static', num_threads=num_threads):
+            n = task // channels
+            c = task - n * channels
+            work[3 + 2 * n, c] = 0
+            work[4 + 2 * n, c] = 0
+            if floating is float:
+                cynn_bn_f_affine_grad_sums(&x[n, c, 0], &dy[n, c, 0], s, mean[c], invstd[c],
+                                           gamma[c], beta[c], relu, &work[3 + 2 * n, c],
+                                           &work[4 + 2 * n, c])
+            else:
+                cynn_bn_d_affine_grad_sums(&x[n, c, 0], &dy[n, c, 0], s, mean[c], invstd[c],
+                                           gamma[c], beta[c], relu, &work[3 + 2 * n, c],
+                                           &work[4 + 2 * n, c])
+        _reduce_planes(work, n_batch, channels)
+        for c in range(channels):
+            inv = invstd[c]
+            g = gamma[c]
+            grad_beta[c] += <floating> work[0, c]
+            grad_gamma[c] += <floating> (inv * work[1, c])
+            work[2, c] = -g * inv * inv * inv * work[1, c] / count   # b
+            work[1, c] = -g * inv * work[0, c] / count               # k
+            work[0, c] = g * inv                                     # a
+        for task in prange(n_batch * channels, schedule='static', num_threads=num_threads):
+            n = task // channels
+            c = task - n * channels
+            a = <floating> work[0, c]
+            b = <floating> work[2, c]
+            k = <floating> work[1, c]
+            if floating is float:
+                cynn_bn_f_affine_grad_apply(&x[n, c, 0], &dy[n, c, 0], &dx[n, c, 0], s, mean[c],
+                                            invstd[c], gamma[c], beta[c], relu, a, b, k)
+            else:
+                cynn_bn_d_affine_grad_apply(&x[n, c, 0], &dy[n, c, 0], &dx[n, c, 0], s, mean[c],
+                                            invstd[c], gamma[c], beta[c], relu, a, b, k)
 
 
 def batchnorm_forward_eval(const floating[:, :, ::1] x, floating[:, :, ::1] y,

@@ -120,6 +120,14 @@ class BatchNormalization(Module):
     def _moving_invstd(self):
         return (1.0 / np.sqrt(self.moving_variance.astype(np.float64) + self.eps)).astype(self.dtype)
 
+    def _update_moving(self, mean, var):
+        """The seed's moving averages, after a training batch's statistics."""
+        a = self.alpha
+        self.moving_mean *= a
+        self.moving_mean += (1 - a) * mean
+        self.moving_variance *= a
+        self.moving_variance += (1 - a) * var
+
     def _compute_output(self, input):
         x = self._check_input(input)
         if self.moving_mean is None:
@@ -133,11 +141,7 @@ class BatchNormalization(Module):
             _bn.batchnorm_forward_train(_as_channels_view(x), _as_channels_view(y),
                                         mean, var, invstd, self._work(x), self.eps,
                                         get_num_threads())
-            a = self.alpha
-            self.moving_mean *= a
-            self.moving_mean += (1 - a) * mean
-            self.moving_variance *= a
-            self.moving_variance += (1 - a) * var
+            self._update_moving(mean, var)
             self._saved = (input, mean, invstd)
         else:
             _bn.batchnorm_forward_eval(_as_channels_view(x), _as_channels_view(y),
