@@ -29,15 +29,15 @@ layer by layer.
 Training
 --------
 In training mode a ``BatchNormalization`` (batch statistics) followed by a
-``ChannelwiseScaling`` and optionally a ``ReLU``, on images, is one `NormStep`: the
+``ChannelwiseScaling``, a ``ReLU`` or both, on images, is one `NormStep`: the
 statistics' sweep and one sweep that writes the ReLU's output, and in backward two
 sweeps over the input and the output gradient: 3 + 5 reads and writes of an array of
 the activations' size, where the three layers one by one make 7 + 11.  The
 forward output is the same bits as the layers'; the gradients equal theirs up to
 float rounding (the sums are taken once, in double, instead of layer after layer).
 The batch norm's moving statistics move as in its own forward.  The intermediate
-arrays are never made, so the batch norm's and the scaling's ``_output`` is None
-after such a forward.  ``set_training_fusion(False)`` runs the layers one by one.
+arrays are never made, so only the step's last layer keeps an ``_output`` after such a
+forward.  ``set_training_fusion(False)`` runs the layers one by one.
 """
 import contextlib
 import threading
@@ -231,14 +231,23 @@ def run(modules, x):
 # -- training ---------------------------------------------------------------------------
 
 class NormStep:
-    """A training-mode BatchNormalization, ChannelwiseScaling and optional ReLU on
-    images, in the two kernels of `cynn._kernels.batchnorm.bn_scale_forward_train` and
-    ``bn_scale_backward_train``.  ``forward`` returns None, having changed nothing, for
-    input the fused kernels do not take; the layers then run one by one."""
+    """A training-mode BatchNormalization followed by a ChannelwiseScaling, a ReLU or
+    both, on images, in the two kernels of
+    `cynn._kernels.batchnorm.bn_scale_forward_train` and ``bn_scale_backward_train``
+    (without a scaling, as the identity scaling: gamma * t + beta with 1 and 0 is t, up
+    to the sign of a zero that the ReLU then drops).  ``forward`` returns None, having
+    changed nothing, for input the fused kernels do not take; the layers then run one by
+    one."""
 
     def __init__(self, bn, scaling, relu):
         self.bn, self.scaling, self.relu = bn, scaling, relu
         self._x = None
+
+    def _affine(self, channels, dtype):
+        """gamma and beta: the scaling's, or the identity's."""
+        if self.scaling is not None:
+            return self.scaling.gamma.reshape(-1), self.scaling.beta.reshape(-1)
+        return np.ones(channels, dtype), np.zeros(channels, dtype)
 
     def forward(self, input):
         from .module import claim, release
@@ -246,25 +255,26 @@ class NormStep:
 
         bn, cs = self.bn, self.scaling
         x = bn._check_input(input)
-        if (x.ndim != 4 or x.shape[2] * x.shape[3] < 2 or x.shape[1] != cs.n_out
-                or cs.dtype != bn.dtype):
+        if (x.ndim != 4 or x.shape[2] * x.shape[3] < 2
+                or (cs is not None and (x.shape[1] != cs.n_out or cs.dtype != bn.dtype))):
             return None
-        tokens = [(m, claim(m, "forward")) for m in (bn, cs)]
+        modules = [m for m in (bn, cs, self.relu) if m is not None]
+        tokens = [(m, claim(m, "forward")) for m in modules]
         try:
             if bn.moving_mean is None:
                 bn._allocate(x.shape[1])
             c, dtype = x.shape[1], bn.dtype
             mean, var, invstd = (np.empty(c, dtype) for _ in range(3))
+            gamma, beta = self._affine(c, dtype)
             y = np.empty_like(x)
             _bn.bn_scale_forward_train(_as_channels_view(x), _as_channels_view(y), mean, var,
-                                       invstd, cs.gamma.reshape(-1), cs.beta.reshape(-1),
-                                       self.relu is not None, bn._work(x), bn.eps,
-                                       get_num_threads())
+                                       invstd, gamma, beta, self.relu is not None,
+                                       bn._work(x), bn.eps, get_num_threads())
             bn._update_moving(mean, var)
             bn._saved = (input, mean, invstd)
-            bn._output = cs._output = None
-            if self.relu is not None:
-                self.relu._output = y
+            for m in modules:
+                m._output = None
+            modules[-1]._output = y
         finally:
             for module, token in tokens:
                 release(module, token)
@@ -278,25 +288,32 @@ class NormStep:
         bn, cs, x = self.bn, self.scaling, self._x
         dy = check_grad_input(bn, output_grad, x.shape, bn.dtype)
         dx = np.empty_like(x)
-        grad_gamma, grad_beta = np.zeros_like(cs.gamma), np.zeros_like(cs.beta)
+        gamma, beta = self._affine(x.shape[1], bn.dtype)
+        grad_gamma, grad_beta = np.zeros_like(gamma), np.zeros_like(beta)
         _bn.bn_scale_backward_train(_as_channels_view(x), _as_channels_view(dy), self._mean,
-                                    self._invstd, cs.gamma.reshape(-1), cs.beta.reshape(-1),
-                                    self.relu is not None, _as_channels_view(dx),
-                                    grad_gamma.reshape(-1), grad_beta.reshape(-1),
+                                    self._invstd, gamma, beta, self.relu is not None,
+                                    _as_channels_view(dx), grad_gamma, grad_beta,
                                     bn._work(x), get_num_threads())
-        cs.gradGamma += grad_gamma
-        cs.gradBeta += grad_beta
+        if cs is not None:
+            cs.gradGamma += grad_gamma.reshape(cs.gradGamma.shape)
+            cs.gradBeta += grad_beta.reshape(cs.gradBeta.shape)
         return dx
 
 
 def _norm_run(modules, i):
-    """The end of a fusable BatchNormalization, ChannelwiseScaling[, ReLU] run starting
-    at ``modules[i]``, or ``i`` when there is none (matched by exact type)."""
+    """The end of a fusable run starting at ``modules[i]`` (a training-mode
+    BatchNormalization, then a ChannelwiseScaling, a ReLU or both, matched by exact
+    type), or ``i`` when there is none."""
     _, BatchNormalization, ChannelwiseScaling, ReLU, *_ = _types()
-    if (type(modules[i]) is not BatchNormalization or not modules[i].training
-            or i + 1 >= len(modules) or type(modules[i + 1]) is not ChannelwiseScaling):
+    count = len(modules)
+    if type(modules[i]) is not BatchNormalization or not modules[i].training:
         return i
-    return i + 3 if i + 2 < len(modules) and type(modules[i + 2]) is ReLU else i + 2
+    j = i + 1
+    if j < count and type(modules[j]) is ChannelwiseScaling:
+        j += 1
+    if j < count and type(modules[j]) is ReLU:
+        j += 1
+    return j if j > i + 1 else i
 
 
 def train_forward(modules, x):
@@ -307,7 +324,10 @@ def train_forward(modules, x):
     while i < count:
         j = _norm_run(modules, i)
         if j > i:
-            step = NormStep(modules[i], modules[i + 1], modules[i + 2] if j == i + 3 else None)
+            _, _, ChannelwiseScaling, _, *_ = _types()
+            cs = modules[i + 1] if type(modules[i + 1]) is ChannelwiseScaling else None
+            relu = modules[j - 1] if j - i == 3 or (j - i == 2 and cs is None) else None
+            step = NormStep(modules[i], cs, relu)
             out = step.forward(x)
             if out is not None:
                 steps.append(step)

@@ -1,5 +1,5 @@
 """Fused training steps (cynn._plan.NormStep): in training mode a Sequential runs
-BatchNormalization, ChannelwiseScaling and an optional ReLU on images as one step.  Its
+BatchNormalization followed by ChannelwiseScaling, ReLU or both on images as one step.  Its
 output must be the layers' own bits, its gradients the layers' up to float rounding,
 the moving statistics must move the same way, whatever the dtype, shape and thread
 count; input the fused kernels do not take must run the layers one by one, and bad
@@ -18,10 +18,11 @@ DTYPES = [np.float32, np.float64]
 SHAPES = [(4, 3, 5, 5), (3, 6, 8, 8), (2, 5, 3, 7), (5, 2, 1, 9)]
 
 
-def _block(channels, dtype, relu, seed=0, alpha=0.3):
+def _block(channels, dtype, relu, seed=0, alpha=0.3, scaling=True):
     rng = np.random.default_rng(seed)
-    layers = [cynn.BatchNormalization(alpha=alpha, n_features=channels, dtype=dtype),
-              cynn.ChannelwiseScaling(channels, dtype=dtype, random_state=rng)]
+    layers = [cynn.BatchNormalization(alpha=alpha, n_features=channels, dtype=dtype)]
+    if scaling:
+        layers.append(cynn.ChannelwiseScaling(channels, dtype=dtype, random_state=rng))
     if relu:
         layers.append(cynn.ReLU())
     return cynn.Sequential(*layers)
@@ -57,12 +58,13 @@ def _fused_steps(model):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize("relu", [True, False])
-def test_fused_equals_layer_by_layer(dtype, shape, relu):
+@pytest.mark.parametrize("scaling, relu", [(True, True), (True, False), (False, True)],
+                         ids=["bn-cs-relu", "bn-cs", "bn-relu"])
+def test_fused_equals_layer_by_layer(dtype, shape, scaling, relu):
     rng = np.random.default_rng(1)
     x = (rng.normal(size=shape) * 3 + 1).astype(dtype)
     dy = rng.normal(size=shape).astype(dtype)
-    plain_model = _block(shape[1], dtype, relu)
+    plain_model = _block(shape[1], dtype, relu, scaling=scaling)
     fused_model = copy.deepcopy(plain_model)
     p_out, p_dx, p_grads, p_buf = _step(plain_model, x, dy, fused=False)
     f_out, f_dx, f_grads, f_buf = _step(fused_model, x, dy, fused=True)
@@ -79,11 +81,11 @@ def test_fused_equals_layer_by_layer(dtype, shape, relu):
         assert (f_out >= 0).all() and (f_out == 0).any()
 
 
-@pytest.mark.parametrize("relu", [True, False])
-def test_gradcheck_through_the_fused_step(relu):
+@pytest.mark.parametrize("scaling, relu", [(True, True), (True, False), (False, True)])
+def test_gradcheck_through_the_fused_step(scaling, relu):
     rng = np.random.default_rng(2)
     model = cynn.Sequential(cynn.Conv2d(2, 3, 3, padding=1, dtype=np.float64, random_state=rng),
-                            *_block(3, np.float64, relu).modules)
+                            *_block(3, np.float64, relu, scaling=scaling).modules)
     x = rng.normal(size=(4, 2, 5, 5))
     model.forward(x)
     assert "NormStep" in _fused_steps(model)
@@ -144,6 +146,8 @@ def test_accumulates_into_the_parameter_gradients():
 def test_inputs_the_fused_kernels_do_not_take_run_the_layers():
     rng = np.random.default_rng(7)
     cases = {
+        "batch norm alone": (_block(4, np.float32, False, scaling=False),
+                             rng.normal(size=(8, 4, 3, 3))),
         "vectors": (_block(4, np.float32, True), rng.normal(size=(8, 4))),
         "1x1 planes": (_block(4, np.float32, True), rng.normal(size=(8, 4, 1, 1))),
     }
@@ -226,3 +230,24 @@ def test_resnet_training_step_matches_layer_by_layer():
     # the gradients differ by rounding, which a deep network's layers pass along
     for a, b in zip([f[0], f[1], *f[2]], [p[0], p[1], *p[2]]):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-4 * max(np.abs(b).max(), 1e-30))
+
+
+def test_small_cnn_training_fuses_its_batch_norm_and_relu():
+    from cynn.models import small_cnn
+
+    rng = np.random.default_rng(12)
+    x = rng.normal(size=(5, 1, 8, 8)).astype(np.float32)
+    plain_model = small_cnn((1, 8, 8), 10, dropout=0.0, random_state=0)
+    fused_model = copy.deepcopy(plain_model)
+    out = plain_model.forward(x)
+    dy = rng.normal(size=out.shape).astype(np.float32)
+    p = _step(plain_model, x, dy, fused=False)
+    f = _step(fused_model, x, dy, fused=True)
+    assert _fused_steps(fused_model).count("NormStep") == 2
+    for a, b in zip(f[:2], p[:2]):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5 * np.abs(b).max())
+    # a convolution's bias before a batch norm has a gradient of 0 up to rounding: the
+    # parameter gradients are compared on the scale of the largest one
+    scale = max(np.abs(g).max() for g in p[2])
+    for a, b in zip(f[2], p[2]):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5 * scale)
