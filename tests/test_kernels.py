@@ -112,14 +112,18 @@ def direct_conv():
 @pytest.mark.parametrize("case", CONV_CASES + [(3, 3, 6, 9, 40, (3, 3), (1, 1), (1, 1)),
                                                (2, 1, 5, 7, 17, (5, 5), (1, 1), (2, 2)),
                                                (2, 17, 9, 6, 5, (3, 2), (1, 1), (0, 1)),
-                                               (1, 5, 3, 4, 4, (1, 1), (1, 1), (0, 0))])
+                                               (1, 5, 3, 4, 4, (1, 1), (1, 1), (0, 0)),
+                                               (2, 17, 9, 14, 11, (3, 2), (1, 1), (0, 1)),
+                                               (1, 5, 3, 13, 12, (1, 1), (1, 1), (0, 0)),
+                                               (2, 4, 7, 14, 14, (3, 3), (1, 1), (1, 1))])
 @pytest.mark.parametrize("direct", [False, True])
 @pytest.mark.parametrize("bias", [True, False])
 def test_conv2d_forward_paths_match_reference(case, dtype, direct, bias, rng, direct_conv, tolerance):
     """The forward pass with the direct convolution off (im2col + GEMM everywhere) and on
-    (every stride-1 case), with and without bias; the extra cases have rows of 40 and 17
-    values, wide output grids whose last tile runs past the sample, filter counts that
-    are not a multiple of the kernel's blocks of four, a non-square kernel and a 1x1."""
+    (stride-1 cases of at least 128 wide-grid positions), with and without bias; the
+    extra cases have rows of 40 and 17 values, wide output grids whose last tile runs
+    past the sample or is one vector (224 positions) or two (160) wide, filter counts
+    that are not a multiple of the kernel's blocks of four, non-square kernels and 1x1."""
     n, c, f, h, w, k, s, p = case
     direct_conv(direct)
     conv = cynn.Conv2d(c, f, k, stride=s, padding=p, bias=bias, dtype=dtype, random_state=0)

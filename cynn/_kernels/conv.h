@@ -78,8 +78,9 @@ CYNN_KERNEL CYNN_WIDE void NAME(const T* restrict col, Py_ssize_t channels, Py_s
    given: a folded batch norm): blocks of FB filters, each tap's FB weights side by side, the last block padded with zero filters, then the bias of
    every block's filters (zero without one).  buf gets rows blk * FB + r (every block
    row, also the padding filters') of ldb >= nq values, nq = Ho * Wp rounded up to
-   NV * L; xp must be readable for NV * L + kw values past its C planes (the positions
-   beyond Ho * Wp read them, and are dropped too).  Positions run in chunks whose input
+   one vector, L (the last tile of a chunk may be 1 or 2 vectors wide); xp must be
+   readable for NV * L + kw values past its C planes (the positions beyond Ho * Wp
+   read them, and are dropped too).  Positions run in chunks whose input
    rows stay in the cache while every block of filters passes over them.  Every output
    is the bias plus the taps in order (c, i, j), so the result does not depend on the
    block range or chunk a caller asks for. */
@@ -103,6 +104,29 @@ CYNN_KERNEL void NAME(const T* restrict w, Py_ssize_t ldw, Py_ssize_t n_filters,
         b[f] = (bias != NULL && f < n_filters) ? bias[f * bias_stride] : 0;            \
 }
 
+/* CYNN_DIRECT's last tile, of R < NV vectors at position q. */
+#define CYNN_DIRECT_TAIL(R, T)                                                         \
+    V acc[FB][R];                                                                      \
+    for (int r = 0; r < FB; r++)                                                       \
+        for (int v = 0; v < R; v++) acc[r][v] = (V){0} + bb[r];                        \
+    const T* restrict w = wb;                                                          \
+    for (Py_ssize_t c = 0; c < channels; c++) {                                        \
+        const T* xc = xp + c * plane + q;                                              \
+        for (int i = 0; i < kh; i++) {                                                 \
+            const T* xr = xc + (Py_ssize_t)i * wp;                                     \
+            for (int j = 0; j < kw; j++, w += FB) {                                    \
+                V xv[R];                                                               \
+                for (int v = 0; v < R; v++) memcpy(&xv[v], xr + j + v * L, sizeof(V)); \
+                for (int r = 0; r < FB; r++) {                                         \
+                    T wr = w[r];                                                       \
+                    for (int v = 0; v < R; v++) acc[r][v] += xv[v] * wr;               \
+                }                                                                      \
+            }                                                                          \
+        }                                                                              \
+    }                                                                                  \
+    for (int r = 0; r < FB; r++)                                                       \
+        memcpy(buf + (blk * FB + r) * ldb + q, acc[r], R * sizeof(V));
+
 #define CYNN_DIRECT(NAME, T, SFX)                                                      \
 CYNN_KERNEL CYNN_WIDE void NAME(const T* restrict xp, Py_ssize_t channels,             \
         Py_ssize_t hp, Py_ssize_t wp, int kh, int kw, const T* restrict wpk,           \
@@ -121,7 +145,8 @@ CYNN_KERNEL CYNN_WIDE void NAME(const T* restrict xp, Py_ssize_t channels,      
         for (Py_ssize_t blk = blk0; blk < blk1; blk++) {                               \
             const T* restrict wb = wpk + blk * taps * FB;                              \
             const T* restrict bb = bias + blk * FB;                                    \
-            for (Py_ssize_t q = c0; q < c1; q += Q) {                                  \
+            Py_ssize_t q = c0;                                                         \
+            for (; q + Q <= c1; q += Q) {                                              \
                 V a00, a01, a02, a10, a11, a12, a20, a21, a22, a30, a31, a32;          \
                 a00 = a01 = a02 = (V){0} + bb[0];                                      \
                 a10 = a11 = a12 = (V){0} + bb[1];                                      \
@@ -155,6 +180,10 @@ CYNN_KERNEL CYNN_WIDE void NAME(const T* restrict xp, Py_ssize_t channels,      
                 memcpy(o, &a30, sizeof a30); memcpy(o + L, &a31, sizeof a31);          \
                 memcpy(o + 2 * L, &a32, sizeof a32);                                   \
             }                                                                          \
+            /* the last one or two vectors of positions: the same sums in a narrower  \
+               tile (a plane of 8x8 has 80 wide positions, 3 tiles and one vector) */  \
+            if (q + 2 * L <= c1) { CYNN_DIRECT_TAIL(2, T) }                             \
+            else if (q < c1) { CYNN_DIRECT_TAIL(1, T) }                                 \
         }                                                                              \
     }                                                                                  \
 }

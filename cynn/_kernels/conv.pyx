@@ -192,8 +192,9 @@ cdef inline Py_ssize_t _block(Py_ssize_t k, int ho, int wo, size_t itemsize) noe
 
 
 cdef inline Py_ssize_t _direct_positions(const Geom* g, size_t itemsize) noexcept nogil:
-    """nq: the direct kernel's wide output grid, Ho * Wp positions rounded up to a tile."""
-    cdef Py_ssize_t q = CYNN_DIRECT_NV * (32 // itemsize)
+    """nq: the direct kernel's wide output grid, Ho * Wp positions rounded up to a
+    vector (its last tile is narrower when nq is not a multiple of the tile)."""
+    cdef Py_ssize_t q = 32 // itemsize
     return (g.ho * g.wp + q - 1) // q * q
 
 
@@ -263,6 +264,17 @@ def set_direct(bint enabled):
 # positions (32x32 has 1088, 28x28 840, 16x16 288).
 cdef enum:
     _WGRAD_MIN_POSITIONS = 512
+
+# The training and layer-by-layer forward pass takes the direct kernel only on planes of
+# this many wide-grid positions: at 8x8 (80) the GEMM is faster (64 channels, batch
+# 128: 116 against 104 GFLOP/s; 32 channels 128 against 102), at 12x12 (168) and up the
+# direct kernel (64 channels: 123 against 111).  The decision is the geometry's alone,
+# so a sample's output does not depend on the batch or the thread count.  The input
+# gradient's direct correlation keeps small planes (64 channels at 8x8: dx 4.5 ms
+# against 6.5 beside the weight gradient), and so does the evaluation kernel, whose
+# batch-1 calls share a sample's filters between threads only on the direct path.
+cdef enum:
+    _FORWARD_MIN_POSITIONS = 128
 
 
 cdef inline bint _direct(const Geom* g) noexcept nogil:
@@ -428,7 +440,7 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] weight
     cdef Py_ssize_t n_batch = x.shape[0], n_filters = weight.shape[0], i, n, s, tid
     cdef Geom g = _geom(x.shape[1], x.shape[2], x.shape[3], kh, kw, sh, sw, ph, pw,
                         out.shape[2], out.shape[3])
-    cdef bint direct = _direct(&g)
+    cdef bint direct = _direct(&g) and g.ho * g.wp >= _FORWARD_MIN_POSITIONS
     cdef int threads = num_threads if (blas_single_threaded or direct) else 1
     cdef Py_ssize_t kk = g.channels * kh * kw + has_bias
     cdef Py_ssize_t region = _region(&g, kk, n_filters, sizeof(floating))
