@@ -28,6 +28,12 @@ def _block(channels, dtype, relu, seed=0, alpha=0.3, scaling=True):
     return cynn.Sequential(*layers)
 
 
+def _x_dy(shape, seed, dtype=np.float32):
+    """An input and an output gradient of ``shape``."""
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=shape).astype(dtype), rng.normal(size=shape).astype(dtype)
+
+
 def _step(model, x, dy, fused):
     """forward and backward with fusion on or off: output, input gradient, parameter
     gradients, moving statistics."""
@@ -93,9 +99,7 @@ def test_gradcheck_through_the_fused_step(scaling, relu):
 
 
 def test_results_do_not_depend_on_the_thread_count():
-    rng = np.random.default_rng(4)
-    x = rng.normal(size=(6, 5, 9, 11)).astype(np.float32)
-    dy = rng.normal(size=x.shape).astype(np.float32)
+    x, dy = _x_dy((6, 5, 9, 11), 4)
     results = []
     previous = cynn.get_num_threads()
     try:
@@ -130,9 +134,7 @@ def test_relu_mask_at_exact_zero_and_nan_as_the_layers():
 
 
 def test_accumulates_into_the_parameter_gradients():
-    rng = np.random.default_rng(6)
-    x = rng.normal(size=(4, 3, 6, 6)).astype(np.float32)
-    dy = rng.normal(size=x.shape).astype(np.float32)
+    x, dy = _x_dy((4, 3, 6, 6), 6)
     model = _block(3, np.float32, True)
     model.forward(x)
     model.backward(x, dy)
@@ -192,9 +194,7 @@ def test_bad_input_gets_the_layers_errors():
 
 
 def test_the_layers_own_backward_still_works_after_a_fused_forward():
-    rng = np.random.default_rng(9)
-    x = rng.normal(size=(3, 2, 4, 4)).astype(np.float32)
-    dy = rng.normal(size=x.shape).astype(np.float32)
+    x, dy = _x_dy((3, 2, 4, 4), 9)
     model = _block(2, np.float32, False)
     model.forward(x)
     reference = copy.deepcopy(model[0])
