@@ -301,19 +301,21 @@ class NormStep:
 
 
 def _norm_run(modules, i):
-    """The end of a fusable run starting at ``modules[i]`` (a training-mode
+    """The NormStep of a fusable run starting at ``modules[i]`` (a training-mode
     BatchNormalization, then a ChannelwiseScaling, a ReLU or both, matched by exact
-    type), or ``i`` when there is none."""
+    type) and the index after it, or (None, i) when there is none."""
     _, BatchNormalization, ChannelwiseScaling, ReLU, *_ = _types()
     count = len(modules)
     if type(modules[i]) is not BatchNormalization or not modules[i].training:
-        return i
-    j = i + 1
+        return None, i
+    j, cs, relu = i + 1, None, None
     if j < count and type(modules[j]) is ChannelwiseScaling:
-        j += 1
+        cs, j = modules[j], j + 1
     if j < count and type(modules[j]) is ReLU:
-        j += 1
-    return j if j > i + 1 else i
+        relu, j = modules[j], j + 1
+    if cs is None and relu is None:
+        return None, i
+    return NormStep(modules[i], cs, relu), j
 
 
 def train_forward(modules, x):
@@ -322,12 +324,8 @@ def train_forward(modules, x):
     steps, inputs = [], [x]
     i, count = 0, len(modules)
     while i < count:
-        j = _norm_run(modules, i)
-        if j > i:
-            _, _, ChannelwiseScaling, _, *_ = _types()
-            cs = modules[i + 1] if type(modules[i + 1]) is ChannelwiseScaling else None
-            relu = modules[j - 1] if j - i == 3 or (j - i == 2 and cs is None) else None
-            step = NormStep(modules[i], cs, relu)
+        step, j = _norm_run(modules, i)
+        if step is not None:
             out = step.forward(x)
             if out is not None:
                 steps.append(step)
