@@ -174,6 +174,95 @@ def test_conv2d_filters_shared_out_when_samples_are_fewer_than_threads(n, stride
     np.testing.assert_array_equal(one, three)
 
 
+# Geometries of the direct kernel vectorized over filters (from 64 taps per filter, any
+# stride): filter counts short of its blocks of 16 (10, 33: a last block of one), output
+# planes that are not a multiple of its tiles of 6 (float) or 3 (double) positions, a
+# tile that crosses output rows, stride 2 and uneven strides, non-square kernels, 1x1,
+# and chunks of output rows (64 channels at 40x40: 6 rows a chunk; 300 channels: 1).
+FILTER_CASES = [
+    (2, 8, 10, 12, 12, (3, 3), (2, 2), (1, 1)),
+    (3, 16, 33, 7, 9, (3, 3), (1, 1), (1, 1)),
+    (2, 70, 17, 5, 4, (1, 1), (1, 1), (0, 0)),
+    (1, 8, 20, 13, 11, (5, 3), (2, 1), (2, 1)),
+    (1, 64, 16, 40, 40, (3, 3), (1, 1), (1, 1)),
+    (1, 300, 20, 3, 10, (1, 1), (1, 1), (0, 0)),
+    (2, 9, 7, 6, 5, (3, 3), (1, 1), (0, 0)),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", FILTER_CASES)
+@pytest.mark.parametrize("bias", [True, False])
+def test_conv2d_filter_vector_kernel_matches_reference(case, dtype, bias, rng, direct_conv,
+                                                       tolerance):
+    """Forward, input gradient (as a correlation where it applies) and weight gradient
+    on the filter-vector direct kernel's geometries, against the float64 reference, and
+    the forward equal to the im2col + GEMM path's within rounding."""
+    n, c, f, h, w, k, s, p = case
+    direct_conv(True)
+    conv = cynn.Conv2d(c, f, k, stride=s, padding=p, bias=bias, dtype=dtype, random_state=0)
+    assert conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1] >= 64
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    y = conv.forward(x)
+    w64 = conv.W.astype(np.float64)
+    b64 = None if conv.b is None else conv.b.astype(np.float64)
+    tol = tolerance(dtype)
+    np.testing.assert_allclose(y, ref.conv2d_forward(x.astype(np.float64), w64, b64, s, p), **tol)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx = conv.backward(x, dy)
+    dx_ref, dw_ref, _ = ref.conv2d_backward(x.astype(np.float64), w64, dy.astype(np.float64), s, p)
+    np.testing.assert_allclose(dx, dx_ref, **tol)
+    np.testing.assert_allclose(conv.gradW, dw_ref, **tol)
+    direct_conv(False)
+    np.testing.assert_allclose(conv.forward(x), y, **tol)
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_conv2d_filter_vector_kernel_splits_filters_between_threads(n, rng):
+    """33 filters are three blocks of the filter-vector kernel: with fewer samples than
+    threads, evaluation-mode calls share them out, bit for bit as one thread."""
+    conv = cynn.Conv2d(16, 33, 3, stride=2, random_state=0)
+    conv.evaluate()
+    x = rng.standard_normal((n, 16, 9, 8)).astype(np.float32)
+    previous = cynn.get_num_threads()
+    try:
+        cynn.set_num_threads(1)
+        one = conv.forward(x)
+        with cynn.inference_mode():
+            one_planned = cynn.Sequential(conv).forward(x)
+        cynn.set_num_threads(3)
+        three = conv.forward(x)
+        with cynn.inference_mode():
+            three_planned = cynn.Sequential(conv).forward(x)
+    finally:
+        cynn.set_num_threads(previous)
+    np.testing.assert_array_equal(one, three)
+    np.testing.assert_array_equal(one_planned, three_planned)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_conv2d_filter_vector_gradients_do_not_depend_on_the_thread_count(stride, rng):
+    """The filter-vector kernels' input and weight gradients (16 -> 33 channels, 144
+    taps) are the same bits on 1, 2 and 3 threads."""
+    conv = cynn.Conv2d(16, 33, 3, stride=stride, random_state=0)
+    x = rng.standard_normal((5, 16, 9, 8)).astype(np.float32)
+    dy = rng.standard_normal(conv.forward(x).shape).astype(np.float32)
+    previous = cynn.get_num_threads()
+    runs = []
+    try:
+        for threads in (1, 2, 3):
+            cynn.set_num_threads(threads)
+            conv.zero_grad()
+            y = conv.forward(x)
+            dx = conv.backward(x, dy)
+            runs.append((y, dx, conv.gradW.copy(), conv.gradb.copy()))
+    finally:
+        cynn.set_num_threads(previous)
+    for run in runs[1:]:
+        for got, want in zip(run, runs[0]):
+            np.testing.assert_array_equal(got, want)
+
+
 def test_conv2d_without_bias_matches_reference(rng):
     conv = cynn.Conv2d(2, 3, 3, bias=False, dtype=np.float64, random_state=0)
     x = rng.standard_normal((2, 2, 5, 4))

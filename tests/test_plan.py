@@ -80,6 +80,12 @@ def _blocks(dtype, rng):
                             cynn.BatchNormalization(n_features=8, **bn)))],
         "residual-body-ends-in-relu": [cynn.Residual(cynn.Sequential(
             cynn.Conv2d(3, 3, 3, **c), cynn.ReLU())), cynn.ReLU()],
+        # 3 -> 8 runs on the wide-grid kernel, 8 -> 33 (72 taps) and the strided
+        # 33 -> 16 on the filter-vector one, with the pooling and the ReLU epilogues
+        "filter-vector-conv-bn-relu-pool": [
+            cynn.Conv2d(3, 8, 3, **c), cynn.Conv2d(8, 33, 3, bias=False, **c),
+            cynn.BatchNormalization(n_features=33, **bn), cynn.ReLU(), cynn.MaxPool2d(2),
+            cynn.Conv2d(33, 16, 3, stride=2, **c), cynn.ReLU()],
         "grouped-conv-not-fused": [cynn.Conv2d(4 - 1, 6, 3, **c), cynn.Conv2d(6, 6, 3, groups=3, **c),
                                    cynn.BatchNormalization(n_features=6, **bn), cynn.ReLU()],
     }

@@ -12,6 +12,13 @@ output rows at a time small enough to stay in cache between im2col and the GEMM:
                  [gW | gb] += (part[0] + part[1] + ...)^T     in group order
 
 The row of ones folds the bias into the GEMMs: no separate sweep over y or dy.
+
+Direct kernels (conv.h) compute the same sums without the column matrix: from 64 taps
+per filter (C * kh * kw), at any stride, the forward pass, the input gradient as a
+correlation and the weight gradient run on kernels vectorized over blocks of 16
+filters (``_FILTERS``); with fewer taps the stride-1 forward pass and correlation run
+on the wide-grid kernel (``_WIDE``).  ``set_direct(False)`` and
+``set_filter_direct(False)`` turn them off, to compare.
 ``conv2d_backward`` computes the input gradient and the weight gradient's partial sums
 in one pass over the samples, so each dy[n] comes from memory once; for F <= C it can
 compute the input gradient as the forward convolution of dy with the flipped kernel
@@ -76,10 +83,31 @@ cdef extern from "conv.h":
                        int wo) noexcept nogil
     void cynn_direct_pack_f(const float* w, Py_ssize_t ldw, Py_ssize_t n_filters,
                             Py_ssize_t taps, const float* bias, Py_ssize_t bias_stride,
-                            const float* scale, float* wpk) noexcept nogil
+                            const float* scale, int fb, float* wpk) noexcept nogil
     void cynn_direct_pack_d(const double* w, Py_ssize_t ldw, Py_ssize_t n_filters,
                             Py_ssize_t taps, const double* bias, Py_ssize_t bias_stride,
-                            const double* scale, double* wpk) noexcept nogil
+                            const double* scale, int fb, double* wpk) noexcept nogil
+    int CYNN_FDIRECT_FB, CYNN_FDIRECT_MIN_TAPS
+    void cynn_fdirect_f(const float* xp, Py_ssize_t channels, Py_ssize_t hp, Py_ssize_t wp,
+                        int kh, int kw, int sh, int sw, int wo, const float* wpk,
+                        Py_ssize_t n_filters, Py_ssize_t blk0, Py_ssize_t blk1, Py_ssize_t pb,
+                        Py_ssize_t pe, float* out, Py_ssize_t ldo) noexcept nogil
+    void cynn_fdirect_d(const double* xp, Py_ssize_t channels, Py_ssize_t hp, Py_ssize_t wp,
+                        int kh, int kw, int sh, int sw, int wo, const double* wpk,
+                        Py_ssize_t n_filters, Py_ssize_t blk0, Py_ssize_t blk1, Py_ssize_t pb,
+                        Py_ssize_t pe, double* out, Py_ssize_t ldo) noexcept nogil
+    void cynn_transpose_dy_f(const float* dy, Py_ssize_t n_filters, Py_ssize_t p,
+                             Py_ssize_t ldt, float* dyt) noexcept nogil
+    void cynn_transpose_dy_d(const double* dy, Py_ssize_t n_filters, Py_ssize_t p,
+                             Py_ssize_t ldt, double* dyt) noexcept nogil
+    void cynn_fdirect_wgrad_f(const float* xp, Py_ssize_t channels, Py_ssize_t hp,
+                              Py_ssize_t wp, int kh, int kw, int sh, int sw, int ho, int wo,
+                              const float* dyt, Py_ssize_t ldt, Py_ssize_t n_filters,
+                              int has_bias, float* part) noexcept nogil
+    void cynn_fdirect_wgrad_d(const double* xp, Py_ssize_t channels, Py_ssize_t hp,
+                              Py_ssize_t wp, int kh, int kw, int sh, int sw, int ho, int wo,
+                              const double* dyt, Py_ssize_t ldt, Py_ssize_t n_filters,
+                              int has_bias, double* part) noexcept nogil
     void cynn_direct_f(const float* xp, Py_ssize_t channels, Py_ssize_t hp, Py_ssize_t wp,
                        int kh, int kw, const float* wpk, Py_ssize_t n_blocks, Py_ssize_t blk0,
                        Py_ssize_t blk1, float* buf, Py_ssize_t ldb, Py_ssize_t nq) noexcept nogil
@@ -210,11 +238,14 @@ cdef inline Py_ssize_t _blocks(Py_ssize_t n_filters) noexcept nogil:
 cdef Py_ssize_t _region(const Geom* g, Py_ssize_t rows, Py_ssize_t n_filters,
                         size_t itemsize) noexcept nogil:
     """Length of the first part of a thread's workspace: a column block of ``rows``
-    rows or the direct kernel's wide output rows (every block of filters), the longer."""
+    rows, the direct kernel's wide output rows (every block of filters) or dy transposed
+    for the filter-vector weight gradient, the longest."""
     cdef Py_ssize_t block = _block(rows, g.ho, g.wo, itemsize)
     # (blocks of four filters, or up to two rows more: the weight gradient's blocks of 3)
     cdef Py_ssize_t wide = (_blocks(n_filters) * CYNN_DIRECT_FB + 2) * _direct_positions(g, itemsize)
-    return block if block > wide else wide
+    cdef Py_ssize_t dyt = (_kind_blocks(n_filters, _FILTERS) * CYNN_FDIRECT_FB
+                           * <Py_ssize_t> g.ho * g.wo)
+    return max(block, wide, dyt)
 
 
 def workspace_size(Py_ssize_t channels, Py_ssize_t height, Py_ssize_t width, int kh, int kw,
@@ -256,6 +287,19 @@ def set_direct(bint enabled):
     return old
 
 
+# The direct kernel vectorized over filters; set_filter_direct(False) leaves its
+# geometries to the wide-grid kernel or the GEMM, as before it, to compare.
+cdef bint _filters_enabled = True
+
+
+def set_filter_direct(bint enabled):
+    """Turn the filter-vector direct kernel on or off; returns the previous setting."""
+    global _filters_enabled
+    cdef bint old = _filters_enabled
+    _filters_enabled = enabled
+    return old
+
+
 # The direct weight gradient sums over the wide grid, one tile of filters and taps at a
 # time, then reduces each sum across its lanes.  It beats im2col + GEMM on large
 # planes with few channels (16 channels at 32x32, batch 128: 116 against 91 GFLOP/s)
@@ -281,6 +325,37 @@ cdef inline bint _direct(const Geom* g) noexcept nogil:
     return _direct_enabled and g.sh == 1 and g.sw == 1
 
 
+# How a convolution is computed: im2col + GEMM, the direct kernel on the wide grid
+# (stride 1), or the direct kernel vectorized over filters (any stride, from
+# CYNN_FDIRECT_MIN_TAPS taps per filter, where it is the fastest of the three).
+cdef enum:
+    _GEMM = 0
+    _WIDE = 1
+    _FILTERS = 2
+
+
+cdef inline int _kind(const Geom* g, bint small_planes) noexcept nogil:
+    """The kernel for this geometry; ``small_planes``: the wide-grid kernel also below
+    _FORWARD_MIN_POSITIONS.  The geometry alone decides, so a sample's output does not
+    depend on the batch or the thread count."""
+    if not _direct_enabled:
+        return _GEMM
+    if _filters_enabled and g.channels * g.kh * g.kw >= CYNN_FDIRECT_MIN_TAPS:
+        return _FILTERS
+    if _direct(g) and (small_planes or g.ho * g.wp >= _FORWARD_MIN_POSITIONS):
+        return _WIDE
+    return _GEMM
+
+
+cdef inline int _fb(int kind) noexcept nogil:
+    """Filters per block of the kernel's packed weights."""
+    return CYNN_FDIRECT_FB if kind == _FILTERS else CYNN_DIRECT_FB
+
+
+cdef inline Py_ssize_t _kind_blocks(Py_ssize_t n_filters, int kind) noexcept nogil:
+    return (n_filters + _fb(kind) - 1) // _fb(kind)
+
+
 cdef inline Py_ssize_t _splits(bint direct, Py_ssize_t n_batch, int threads,
                                Py_ssize_t n_blocks) noexcept nogil:
     """Into how many shares of filter blocks each sample's work is cut: with fewer
@@ -294,28 +369,40 @@ cdef inline Py_ssize_t _splits(bint direct, Py_ssize_t n_batch, int threads,
 
 cdef floating* _pack(const floating* weight, Py_ssize_t ldw, Py_ssize_t n_filters,
                      Py_ssize_t taps, const floating* bias, Py_ssize_t bias_stride,
-                     const floating* scale) except NULL:
-    """The direct kernel's packed weights (free them with free()) from the rows of
-    ``weight`` (``taps`` each), each times ``scale`` when given, and ``bias`` (NULL for
-    none) read at ``bias_stride``."""
-    cdef Py_ssize_t n = _blocks(n_filters) * CYNN_DIRECT_FB * (taps + 1)
+                     const floating* scale, int kind) except NULL:
+    """The packed weights of a direct kernel ``kind`` (free them with free()) from the
+    rows of ``weight`` (``taps`` each), each times ``scale`` when given, and ``bias``
+    (NULL for none) read at ``bias_stride``."""
+    cdef Py_ssize_t n = _kind_blocks(n_filters, kind) * _fb(kind) * (taps + 1)
     cdef floating* wpk = <floating*> malloc(n * sizeof(floating))
     if wpk == NULL:
         raise MemoryError(f"conv kernel: cannot allocate {n} packed weights")
     if floating is float:
-        cynn_direct_pack_f(weight, ldw, n_filters, taps, bias, bias_stride, scale, wpk)
+        cynn_direct_pack_f(weight, ldw, n_filters, taps, bias, bias_stride, scale, _fb(kind),
+                           wpk)
     else:
-        cynn_direct_pack_d(weight, ldw, n_filters, taps, bias, bias_stride, scale, wpk)
+        cynn_direct_pack_d(weight, ldw, n_filters, taps, bias, bias_stride, scale, _fb(kind),
+                           wpk)
     return wpk
 
 
 cdef Py_ssize_t _direct_sample(const floating* xs, const Geom* g, const floating* wpk,
-                               Py_ssize_t n_filters, Py_ssize_t blk0, Py_ssize_t blk1,
-                               floating* xp, floating* buf) noexcept nogil:
-    """The direct kernel on one sample: pad it into ``xp``, then the wide output rows of
-    filter blocks [blk0, blk1) into ``buf``; returns their length nq."""
+                               int kind, Py_ssize_t n_filters, Py_ssize_t blk0,
+                               Py_ssize_t blk1, floating* xp, floating* buf) noexcept nogil:
+    """A direct kernel on one sample: pad it into ``xp``, then the output rows of filter
+    blocks [blk0, blk1) into ``buf``; returns their length: Ho * Wo for _FILTERS, whose
+    rows are the output's, else the wide grid's nq (rows of pitch Wp)."""
     cdef Py_ssize_t nq = _direct_positions(g, sizeof(floating))
+    cdef Py_ssize_t p = <Py_ssize_t> g.ho * g.wo
     _pad_sample(xs, g, xp)
+    if kind == _FILTERS:
+        if floating is float:
+            cynn_fdirect_f(xp, g.channels, g.hp, g.wp, g.kh, g.kw, g.sh, g.sw, g.wo, wpk,
+                           n_filters, blk0, blk1, 0, p, buf, p)
+        else:
+            cynn_fdirect_d(xp, g.channels, g.hp, g.wp, g.kh, g.kw, g.sh, g.sw, g.wo, wpk,
+                           n_filters, blk0, blk1, 0, p, buf, p)
+        return p
     # the values the last tile reads past the sample, zero (never a NaN or a denormal
     # in the dropped positions)
     memset(xp + g.channels * g.hp * g.wp, 0,
@@ -330,21 +417,24 @@ cdef Py_ssize_t _direct_sample(const floating* xs, const Geom* g, const floating
 
 
 cdef void _forward_sample(const floating* xs, const Geom* g, const floating* weight,
-                          const floating* wpk, Py_ssize_t n_filters, bint has_bias,
+                          const floating* wpk, int kind, Py_ssize_t n_filters, bint has_bias,
                           Py_ssize_t blk0, Py_ssize_t blk1, floating* col, floating* xp,
                           floating* out) noexcept nogil:
     """Output rows of filter blocks [blk0, blk1) of one sample (F, Ho, Wo): with packed
-    weights ``wpk`` the direct convolution, else [W | b] @ [im2col(xs); 1].  ``col`` is
-    the column block or wide output region, ``xp`` the padded sample's place."""
+    weights ``wpk`` the direct convolution ``kind``, else [W | b] @ [im2col(xs); 1].
+    ``col`` is the column block or wide output region, ``xp`` the padded sample's place."""
     cdef Py_ssize_t kk = g.channels * g.kh * g.kw + has_bias
-    cdef Py_ssize_t f0 = blk0 * CYNN_DIRECT_FB
-    cdef Py_ssize_t f1 = min(blk1 * CYNN_DIRECT_FB, n_filters), nq
+    cdef Py_ssize_t f0 = blk0 * _fb(kind)
+    cdef Py_ssize_t f1 = min(blk1 * _fb(kind), n_filters), nq
     cdef int rows = _chunk_rows(kk, g.ho, g.wo, sizeof(floating)), oh0 = 0, oh1
     cdef int p = g.ho * g.wo
     if f0 >= f1:
         return
+    if wpk != NULL and kind == _FILTERS:
+        _direct_sample(xs, g, wpk, kind, n_filters, blk0, blk1, xp, out)
+        return
     if wpk != NULL:
-        nq = _direct_sample(xs, g, wpk, n_filters, blk0, blk1, xp, col)
+        nq = _direct_sample(xs, g, wpk, kind, n_filters, blk0, blk1, xp, col)
         if floating is float:
             cynn_wide_store_f(col, nq, g.wp, f0, f1, g.ho, g.wo, NULL, 0, out)
         else:
@@ -379,14 +469,26 @@ cdef void _grad_input_sample(const floating* weight, Py_ssize_t n_filters, const
 
 cdef void _grad_params_sample(const floating* xs, const floating* dy, const Geom* g,
                               Py_ssize_t n_filters, bint has_bias, floating* col, floating* xp,
-                              floating* part, const Py_ssize_t* off) noexcept nogil:
-    """part (K + has_bias, F) += [im2col(xs); 1] @ dy^T; with the tap offsets ``off``
-    (stride 1) as the direct kernel's correlation of the padded sample with dy."""
+                              floating* part, const Py_ssize_t* off, int kind) noexcept nogil:
+    """part (K + has_bias, F) += [im2col(xs); 1] @ dy^T: with ``kind`` _FILTERS by the
+    filter-vector kernel, else with the tap offsets ``off`` (stride 1) as the wide-grid
+    kernel's correlation of the padded sample with dy, else by im2col + GEMM."""
     cdef Py_ssize_t kk = g.channels * g.kh * g.kw + has_bias
     cdef int rows = _chunk_rows(kk, g.ho, g.wo, sizeof(floating)), oh0 = 0, oh1
     cdef int p = g.ho * g.wo
     cdef Py_ssize_t lanes = 32 // sizeof(floating), nqw, wrows
+    cdef Py_ssize_t ldt = _kind_blocks(n_filters, _FILTERS) * CYNN_FDIRECT_FB
     _pad_sample(xs, g, xp)
+    if kind == _FILTERS:
+        if floating is float:
+            cynn_transpose_dy_f(dy, n_filters, p, ldt, col)
+            cynn_fdirect_wgrad_f(xp, g.channels, g.hp, g.wp, g.kh, g.kw, g.sh, g.sw, g.ho,
+                                 g.wo, col, ldt, n_filters, has_bias, part)
+        else:
+            cynn_transpose_dy_d(dy, n_filters, p, ldt, col)
+            cynn_fdirect_wgrad_d(xp, g.channels, g.hp, g.wp, g.kh, g.kw, g.sh, g.sw, g.ho,
+                                 g.wo, col, ldt, n_filters, has_bias, part)
+        return
     if off != NULL:
         memset(xp + g.channels * g.hp * g.wp, 0,
                _direct_slack(g, sizeof(floating)) * sizeof(floating))
@@ -413,15 +515,15 @@ cdef void _grad_params_sample(const floating* xs, const floating* dy, const Geom
 
 
 cdef inline void _dx_sample(bint as_conv, const floating* weight_dx, const floating* wpk_dx,
-                            Py_ssize_t n_filters, const floating* dy, const Geom* g,
+                            int kind, Py_ssize_t n_filters, const floating* dy, const Geom* g,
                             const Geom* gq, floating* ws, Py_ssize_t block,
                             floating* dx) noexcept nogil:
     """dx (C, H, W) of one sample: the flipped-kernel correlation of dy (geometry ``gq``,
     direct when ``wpk_dx`` holds the packed flipped kernel) or col2im(W^T @ dy); ``ws``
     is a region of ``block`` items, then the padding."""
     if as_conv:
-        _forward_sample(dy, gq, weight_dx, wpk_dx, g.channels, False, 0, _blocks(g.channels),
-                        ws, ws + block, dx)
+        _forward_sample(dy, gq, weight_dx, wpk_dx, kind, g.channels, False, 0,
+                        _kind_blocks(g.channels, kind), ws, ws + block, dx)
     else:
         _grad_input_sample(weight_dx, n_filters, dy, g, ws, ws + block, dx)
 
@@ -440,11 +542,12 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] weight
     cdef Py_ssize_t n_batch = x.shape[0], n_filters = weight.shape[0], i, n, s, tid
     cdef Geom g = _geom(x.shape[1], x.shape[2], x.shape[3], kh, kw, sh, sw, ph, pw,
                         out.shape[2], out.shape[3])
-    cdef bint direct = _direct(&g) and g.ho * g.wp >= _FORWARD_MIN_POSITIONS
+    cdef int kind = _kind(&g, False)
+    cdef bint direct = kind != _GEMM
     cdef int threads = num_threads if (blas_single_threaded or direct) else 1
     cdef Py_ssize_t kk = g.channels * kh * kw + has_bias
     cdef Py_ssize_t region = _region(&g, kk, n_filters, sizeof(floating))
-    cdef Py_ssize_t n_blocks = _blocks(n_filters), splits
+    cdef Py_ssize_t n_blocks = _kind_blocks(n_filters, kind), splits
     cdef floating* col
     cdef floating* wpk = NULL
     _check(weight.shape[1] == kk, "weight shape")
@@ -458,14 +561,14 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] weight
     splits = _splits(direct, n_batch, threads, n_blocks)
     if direct:
         wpk = _pack(&weight[0, 0], kk, n_filters, kk - has_bias,
-                    &weight[0, kk - 1] if has_bias else NULL, kk, NULL)
+                    &weight[0, kk - 1] if has_bias else NULL, kk, NULL, kind)
     try:
         for i in prange(n_batch * splits, nogil=True, schedule='static', num_threads=threads):
             tid = threadid()
             col = &workspace[tid, 0]
             n = i // splits
             s = i - n * splits
-            _forward_sample(&x[n, 0, 0, 0], &g, &weight[0, 0], wpk, n_filters, has_bias,
+            _forward_sample(&x[n, 0, 0, 0], &g, &weight[0, 0], wpk, kind, n_filters, has_bias,
                             s * n_blocks // splits, (s + 1) * n_blocks // splits, col,
                             col + region, &out[n, 0, 0, 0])
     finally:
@@ -510,24 +613,24 @@ def eval_workspace_size(Py_ssize_t channels, Py_ssize_t height, Py_ssize_t width
 
 
 cdef void _eval_sample(const floating* xs, const Geom* g, const floating* folded,
-                       const floating* wpk, Py_ssize_t n_filters, Py_ssize_t blk0,
+                       const floating* wpk, int kind, Py_ssize_t n_filters, Py_ssize_t blk0,
                        Py_ssize_t blk1, floating* ws, Py_ssize_t region, Py_ssize_t conv_out,
                        const floating* add, bint relu, int pkh, int pkw, int psh, int psw,
                        int po, int qo, floating* out) noexcept nogil:
     """One sample's filter blocks [blk0, blk1): the convolution (direct from ``wpk``, else
     the GEMM of the folded [W * scale | shift] into the workspace), then the epilogue."""
-    cdef Py_ssize_t f0 = blk0 * CYNN_DIRECT_FB, f1 = min(blk1 * CYNN_DIRECT_FB, n_filters)
+    cdef Py_ssize_t f0 = blk0 * _fb(kind), f1 = min(blk1 * _fb(kind), n_filters)
     cdef Py_ssize_t nq, ldb, pitch
     cdef floating* xp = ws + region + conv_out + pkh * g.wo
     cdef floating* buf
     if f0 >= f1:
         return
     if wpk != NULL:
-        nq = _direct_sample(xs, g, wpk, n_filters, blk0, blk1, xp, ws)
-        buf, ldb, pitch = ws, nq, g.wp
+        nq = _direct_sample(xs, g, wpk, kind, n_filters, blk0, blk1, xp, ws)
+        buf, ldb, pitch = ws, nq, (g.wo if kind == _FILTERS else g.wp)
     else:
         buf = ws + region
-        _forward_sample(xs, g, folded, NULL, n_filters, True, blk0, blk1, ws, xp, buf)
+        _forward_sample(xs, g, folded, NULL, _GEMM, n_filters, True, blk0, blk1, ws, xp, buf)
         ldb, pitch = <Py_ssize_t> g.ho * g.wo, g.wo
     if pkh == 0:
         if floating is float:
@@ -561,7 +664,7 @@ def conv2d_forward_eval(const floating[:, :, :, ::1] x, const floating[:, ::1] w
     cdef int wo = (<int> g.width + 2 * pw - kw) // sw + 1 if kw <= g.width + 2 * pw else 0
     cdef int po = ho, qo = wo
     cdef bint direct, has_add = add.shape[0] != 0
-    cdef int threads
+    cdef int threads, kind
     cdef Py_ssize_t region, conv_out, n_blocks = _blocks(n_filters), splits
     cdef floating* ws
     cdef floating* wpk = NULL
@@ -580,10 +683,12 @@ def conv2d_forward_eval(const floating[:, :, :, ::1] x, const floating[:, ::1] w
     _check(not has_add or (add.shape[0] == n_batch and add.shape[1] == n_filters
                            and add.shape[2] == ho and add.shape[3] == wo), "addend shape")
     _check(num_threads >= 1, "thread count")
-    direct = _direct(&g)
+    kind = _kind(&g, True)
+    direct = kind != _GEMM
+    n_blocks = _kind_blocks(n_filters, kind)
     threads = num_threads if (blas_single_threaded or direct) else 1
     region = _region(&g, k + 1, n_filters, sizeof(floating))
-    conv_out = n_blocks * CYNN_DIRECT_FB * <Py_ssize_t> ho * wo
+    conv_out = _blocks(n_filters) * CYNN_DIRECT_FB * <Py_ssize_t> ho * wo
     _check(workspace.shape[0] >= threads and workspace.shape[1] >= (
         region + conv_out + pkh * wo + g.channels * g.hp * g.wp
         + _direct_slack(&g, sizeof(floating))), "column workspace")
@@ -592,7 +697,7 @@ def conv2d_forward_eval(const floating[:, :, :, ::1] x, const floating[:, ::1] w
     splits = _splits(direct, n_batch, threads, n_blocks)
     try:
         if direct:
-            wpk = _pack(&weight[0, 0], k, n_filters, k, &shift[0], 1, &scale[0])
+            wpk = _pack(&weight[0, 0], k, n_filters, k, &shift[0], 1, &scale[0], kind)
         else:
             folded = <floating*> malloc(n_filters * (k + 1) * sizeof(floating))
             if folded == NULL:
@@ -605,7 +710,8 @@ def conv2d_forward_eval(const floating[:, :, :, ::1] x, const floating[:, ::1] w
             ws = &workspace[threadid(), 0]
             n = i // splits
             s = i - n * splits
-            _eval_sample(&x[n, 0, 0, 0], &g, folded, wpk, n_filters, s * n_blocks // splits,
+            _eval_sample(&x[n, 0, 0, 0], &g, folded, wpk, kind, n_filters,
+                         s * n_blocks // splits,
                          (s + 1) * n_blocks // splits, ws, region, conv_out,
                          &add[n, 0, 0, 0] if has_add else NULL, relu, pkh, pkw, psh, psw,
                          po, qo, &out[n, 0, 0, 0])
@@ -642,6 +748,8 @@ def conv2d_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
     cdef Py_ssize_t block_dx = 0, block_params = _region(&g, kk, n_filters, sizeof(floating))
     cdef floating* wsp
     cdef floating* wpk_dx = NULL
+    cdef int kind_dx = _GEMM
+    cdef int kind_params = _GEMM
     _check(dy.shape[0] == n_batch, "gradient shape")
     _check(_output_size_ok(dy.shape[2], dy.shape[3], g.height, g.width, kh, kw, sh, sw,
                            ph, pw), "output size")
@@ -675,7 +783,9 @@ def conv2d_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
     # spreads over the samples on its own (the same per-sample work, the same bits).
     cdef bint fuse = want_dx and threads <= n_groups
     try:
-        if _direct(&g) and g.ho * g.wp >= _WGRAD_MIN_POSITIONS:
+        if _filters_enabled and k >= CYNN_FDIRECT_MIN_TAPS and _direct_enabled:
+            kind_params = _FILTERS
+        elif _direct(&g) and g.ho * g.wp >= _WGRAD_MIN_POSITIONS:
             # the weight gradient as the direct kernel's correlation: its tap offsets
             off = <Py_ssize_t*> malloc(k * sizeof(Py_ssize_t))
             if off == NULL:
@@ -686,13 +796,16 @@ def conv2d_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
                     for j in range(kw):
                         off[t] = (c * g.hp + i) * g.wp + j
                         t += 1
-        if want_dx and as_conv and _direct(&gq):
+        if want_dx and as_conv:
+            kind_dx = _kind(&gq, True)
+        if kind_dx != _GEMM:
             wpk_dx = _pack(&weight_dx[0, 0], n_filters * kh * kw, g.channels,
-                           n_filters * kh * kw, NULL, 0, NULL)
+                           n_filters * kh * kw, NULL, 0, NULL, kind_dx)
         if want_dx and not fuse:
             for n in prange(n_batch, nogil=True, schedule='static', num_threads=threads):
-                _dx_sample(as_conv, &weight_dx[0, 0], wpk_dx, n_filters, &dy[n, 0, 0, 0], &g,
-                           &gq, &workspace_dx[threadid(), 0], block_dx, &dx[n, 0, 0, 0])
+                _dx_sample(as_conv, &weight_dx[0, 0], wpk_dx, kind_dx, n_filters,
+                           &dy[n, 0, 0, 0], &g, &gq, &workspace_dx[threadid(), 0], block_dx,
+                           &dx[n, 0, 0, 0])
         for grp in prange(n_groups, nogil=True, schedule='static', num_threads=threads):
             tid = threadid()
             first = grp * n_batch // n_groups
@@ -700,11 +813,13 @@ def conv2d_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
             memset(&partial[grp, 0, 0], 0, kk * n_filters * sizeof(floating))
             for n in range(first, last):
                 if fuse:
-                    _dx_sample(as_conv, &weight_dx[0, 0], wpk_dx, n_filters, &dy[n, 0, 0, 0],
-                               &g, &gq, &workspace_dx[tid, 0], block_dx, &dx[n, 0, 0, 0])
+                    _dx_sample(as_conv, &weight_dx[0, 0], wpk_dx, kind_dx, n_filters,
+                               &dy[n, 0, 0, 0], &g, &gq, &workspace_dx[tid, 0], block_dx,
+                               &dx[n, 0, 0, 0])
                 wsp = &workspace_params[tid, 0]
                 _grad_params_sample(&x[n, 0, 0, 0], &dy[n, 0, 0, 0], &g, n_filters, has_bias,
-                                    wsp, wsp + block_params, &partial[grp, 0, 0], off)
+                                    wsp, wsp + block_params, &partial[grp, 0, 0], off,
+                                    kind_params)
     finally:
         free(wpk_dx)
         free(off)
