@@ -292,14 +292,6 @@ def set_direct(bint enabled):
 cdef bint _filters_enabled = True
 
 
-FILTER_MIN_TAPS = CYNN_FDIRECT_MIN_TAPS
-
-
-def filter_direct_enabled():
-    """Whether the filter-vector direct kernel is on."""
-    return bool(_filters_enabled and _direct_enabled)
-
-
 def set_filter_direct(bint enabled):
     """Turn the filter-vector direct kernel on or off; returns the previous setting."""
     global _filters_enabled

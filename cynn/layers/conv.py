@@ -86,14 +86,9 @@ class Conv2d(Module):
     # threads balances the load; the number must not depend on the thread count.
     _GRAD_GROUPS = 8
     # Input gradient as a correlation of dy (see _compute_input_grad) when there are at
-    # least this many input channels and at most this many output channels per input one,
-    # or at any ratio from _FLIP_FILTER_CHANNELS input channels (a full block of the
-    # filter-vector kernel's 16 outputs): batch 64-128, 3x3, 16 -> 32 and 32 -> 64
-    # channels at 14x14 to 32x32 took 0.83-0.96x the time of the GEMM and col2im
-    # (8 -> 32 at 16x16, half a block, 1.65x).
+    # least this many input channels and at most this many output channels per input one.
     _FLIP_MIN_CHANNELS = 8
     _FLIP_MAX_RATIO = 1
-    _FLIP_FILTER_CHANNELS = 16
     # groups == in_channels runs on the direct depthwise kernel; False sends it through
     # the per-group im2col + GEMM path instead (for comparison).
     direct_depthwise = True
@@ -241,10 +236,8 @@ class Conv2d(Module):
         """Whether the input gradient of one group runs as a forward convolution."""
         kh, kw = self.kernel_size
         c, f = self.in_channels // self.groups, self.out_channels // self.groups
-        wide_ok = (c >= self._FLIP_FILTER_CHANNELS and f * kh * kw >= _conv.FILTER_MIN_TAPS
-                   and _conv.filter_direct_enabled())
         return (self.stride == (1, 1) and ph <= kh - 1 and pw <= kw - 1
-                and c >= self._FLIP_MIN_CHANNELS and (f <= c * self._FLIP_MAX_RATIO or wide_ok))
+                and c >= self._FLIP_MIN_CHANNELS and f <= c * self._FLIP_MAX_RATIO)
 
     def _partial(self, n, k, f, group):
         # A fixed number of partial sums, whatever the thread count, keeps the
