@@ -174,19 +174,23 @@ def test_conv2d_filters_shared_out_when_samples_are_fewer_than_threads(n, stride
     np.testing.assert_array_equal(one, three)
 
 
-# Geometries of the direct kernel vectorized over filters (from 64 taps per filter, any
-# stride): filter counts short of its blocks of 16 (10, 33: a last block of one), output
-# planes that are not a multiple of its tiles of 6 (float) or 3 (double) positions, a
-# tile that crosses output rows, stride 2 and uneven strides, non-square kernels, 1x1,
-# and chunks of output rows (64 channels at 40x40: 6 rows a chunk; 300 channels: 1).
+# Geometries of the direct kernel vectorized over filters (from 64 taps per filter, at
+# stride 2 or on planes of fewer than 128 wide positions): filter counts short of its
+# blocks of 16 (10, 33: a last block of one), output planes that are not a multiple of
+# its tiles of 6 (float) or 3 (double) positions, a tile that crosses output rows,
+# uneven strides, non-square kernels, 1x1, and chunks of output rows (16 channels at
+# 40x40, stride 2: 16 rows a chunk; 64 channels at 80x80: 1).  The weight gradient
+# runs on it for any plane, so a large stride-1 plane is there too.
 FILTER_CASES = [
     (2, 8, 10, 12, 12, (3, 3), (2, 2), (1, 1)),
     (3, 16, 33, 7, 9, (3, 3), (1, 1), (1, 1)),
     (2, 70, 17, 5, 4, (1, 1), (1, 1), (0, 0)),
     (1, 8, 20, 13, 11, (5, 3), (2, 1), (2, 1)),
-    (1, 64, 16, 40, 40, (3, 3), (1, 1), (1, 1)),
+    (1, 16, 16, 40, 40, (3, 3), (2, 2), (1, 1)),
+    (1, 64, 16, 80, 80, (3, 3), (2, 2), (1, 1)),
     (1, 300, 20, 3, 10, (1, 1), (1, 1), (0, 0)),
     (2, 9, 7, 6, 5, (3, 3), (1, 1), (0, 0)),
+    (1, 64, 16, 40, 40, (3, 3), (1, 1), (1, 1)),
 ]
 
 
@@ -201,7 +205,10 @@ def test_conv2d_filter_vector_kernel_matches_reference(case, dtype, bias, rng, d
     n, c, f, h, w, k, s, p = case
     direct_conv(True)
     conv = cynn.Conv2d(c, f, k, stride=s, padding=p, bias=bias, dtype=dtype, random_state=0)
-    assert conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1] >= 64
+    from cynn._kernels import conv as kernels
+
+    expect = "wide" if (s == (1, 1) and h > 16) else "filters"
+    assert kernels.forward_kernel(c, h, w, *conv.kernel_size, *conv.stride, *conv.padding) == expect
     x = rng.standard_normal((n, c, h, w)).astype(dtype)
     y = conv.forward(x)
     w64 = conv.W.astype(np.float64)
@@ -215,6 +222,32 @@ def test_conv2d_filter_vector_kernel_matches_reference(case, dtype, bias, rng, d
     np.testing.assert_allclose(conv.gradW, dw_ref, **tol)
     direct_conv(False)
     np.testing.assert_allclose(conv.forward(x), y, **tol)
+
+
+def test_conv2d_kernel_choice_follows_the_geometry(direct_conv):
+    """ResNet-20's and the MNIST network's convolutions take the kernel measured fastest
+    for them (see conv.pyx ``_kind``); switched off, the direct kernels leave them to
+    the GEMM or to the wide-grid kernel."""
+    from cynn._kernels import conv as kernels
+
+    direct_conv(True)
+    pick = kernels.forward_kernel
+    assert pick(16, 32, 32, 3, 3, 1, 1, 1, 1) == "wide"       # 32x32, 16 channels
+    assert pick(3, 32, 32, 3, 3, 1, 1, 1, 1) == "wide"        # the 3-channel first layer
+    assert pick(64, 8, 8, 3, 3, 1, 1, 1, 1) == "filters"      # 8x8: 80 wide positions
+    assert pick(16, 32, 32, 3, 3, 2, 2, 1, 1) == "filters"    # stride 2
+    assert pick(3, 8, 8, 3, 3, 1, 1, 1, 1) == "gemm"          # 27 taps, small plane
+    assert pick(3, 8, 8, 3, 3, 1, 1, 1, 1, evaluation=True) == "wide"
+    assert pick(16, 32, 32, 1, 1, 2, 2, 0, 0) == "gemm"       # a 1x1 projection of 16 taps
+    previous = kernels.set_filter_direct(False)
+    try:
+        assert pick(64, 8, 8, 3, 3, 1, 1, 1, 1) == "gemm"
+        assert pick(16, 32, 32, 3, 3, 2, 2, 1, 1) == "gemm"
+        assert pick(64, 8, 8, 3, 3, 1, 1, 1, 1, evaluation=True) == "wide"
+    finally:
+        kernels.set_filter_direct(previous)
+    direct_conv(False)
+    assert pick(16, 32, 32, 3, 3, 1, 1, 1, 1) == "gemm"
 
 
 @pytest.mark.parametrize("n", [1, 2])
