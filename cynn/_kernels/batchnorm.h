@@ -49,7 +49,7 @@ typedef double CYNN_ACC_d __attribute__((vector_size(32)));
    the second moment is taken about the shift, so it does not cancel for data far
    from 0.  NAME_grad_sums: the sums of dy and of dy * (x - m). */
 #define CYNN_BN_SUMS(NAME, T, SFX)                                                     \
-CYNN_KERNEL void NAME##_sums(const T* restrict x, Py_ssize_t s, T shift,               \
+CYNN_KERNEL CYNN_WIDE void NAME##_sums(const T* restrict x, Py_ssize_t s, T shift,             \
                              double* sum, double* sq) {                                \
     cynn_v32##SFX zero = {0}, vshift = zero + shift;                                   \
     CYNN_PLANE_SUMS(T, SFX, CYNN_ACC_##SFX, sum, sq,                                   \
@@ -57,7 +57,7 @@ CYNN_KERNEL void NAME##_sums(const T* restrict x, Py_ssize_t s, T shift,        
         a += __builtin_convertvector(v, CYNN_ACC_##SFX); v -= vshift; b += v * v;,     \
         S += x[q]; double d = (double)x[q] - shift; Q += d * d;)                       \
 }                                                                                      \
-CYNN_KERNEL void NAME##_grad_sums(const T* restrict x, const T* restrict dy,           \
+CYNN_KERNEL CYNN_WIDE void NAME##_grad_sums(const T* restrict x, const T* restrict dy,           \
                                   Py_ssize_t s, T m, double* sum_dy, double* sum_dyx) { \
     cynn_v32##SFX zero = {0}, vm = zero + m;                                           \
     CYNN_PLANE_SUMS(T, SFX, cynn_v32##SFX, sum_dy, sum_dyx,                            \
@@ -69,7 +69,7 @@ CYNN_KERNEL void NAME##_grad_sums(const T* restrict x, const T* restrict dy,    
 /* ChannelwiseScaling backward over one plane in one sweep: dx = g * dy, and the
    sums of dy and dy * x in the same lanes as above. */
 #define CYNN_SCALE_GRAD(NAME, T, SFX)                                                  \
-CYNN_KERNEL void NAME##_scale_grad(const T* restrict x, const T* restrict dy,          \
+CYNN_KERNEL CYNN_WIDE void NAME##_scale_grad(const T* restrict x, const T* restrict dy,          \
                                    T* restrict dx, Py_ssize_t s, T g,                  \
                                    double* sum_dy, double* sum_dyx) {                  \
     cynn_v32##SFX zero = {0}, vg = zero + g;                                           \
@@ -90,7 +90,7 @@ CYNN_KERNEL void NAME##_scale_grad(const T* restrict x, const T* restrict dy,   
 #define CYNN_BN_COLUMN_BLOCK 64
 #define CYNN_ROWS 16
 #define CYNN_BN_COLUMNS(NAME, T, SFX)                                                  \
-CYNN_KERNEL void NAME##_col_sums(const T* restrict x, Py_ssize_t n_batch,              \
+CYNN_KERNEL CYNN_WIDE void NAME##_col_sums(const T* restrict x, Py_ssize_t n_batch,              \
                             Py_ssize_t channels, Py_ssize_t c0, Py_ssize_t c1,         \
                             const double* shift, const double* m, int grad,            \
                             const T* restrict dy, double* out0, double* out1) {        \

@@ -30,7 +30,7 @@ CYNN_KERNEL void NAME##_row(const T* restrict r0, const T* restrict r1,         
         a[ow] = base + 2 * ow + off;                                                   \
     }                                                                                  \
 }                                                                                      \
-CYNN_KERNEL void NAME(const T* x, Py_ssize_t width, T* out, int* argmax,               \
+CYNN_KERNEL CYNN_WIDE void NAME(const T* x, Py_ssize_t width, T* out, int* argmax,               \
                  Py_ssize_t ho, Py_ssize_t wo) {                                       \
     for (Py_ssize_t oh = 0; oh < ho; oh++)                                             \
         NAME##_row(x + 2 * oh * width, x + (2 * oh + 1) * width, out + oh * wo,        \
