@@ -155,23 +155,32 @@ def test_conv2d_input_gradient_as_convolution_matches_reference(dtype, direct, r
 
 
 @pytest.mark.parametrize("n", [1, 2])
-@pytest.mark.parametrize("stride", [1, 2])
-def test_conv2d_filters_shared_out_when_samples_are_fewer_than_threads(n, stride, rng):
-    """With fewer samples than threads the direct kernel (stride 1) splits each sample's
-    filter blocks between threads, the GEMM path (stride 2) does not: either way the
-    same values as one thread, bit for bit (10 filters: 3 blocks)."""
-    conv = cynn.Conv2d(6, 10, 3, stride=stride, random_state=0)
+@pytest.mark.parametrize("channels, filters, stride, kernel", [
+    (6, 10, 1, "wide"), (6, 10, 2, "gemm"), (16, 33, 2, "filters")])
+def test_conv2d_filters_shared_out_when_samples_are_fewer_than_threads(n, channels, filters,
+                                                                       stride, kernel, rng):
+    """With fewer samples than threads the direct kernels split each sample's filter
+    blocks between threads (10 filters: 3 blocks of 4 for the wide-grid kernel; 33: 3
+    blocks of 16 for the filter-vector one), the GEMM path does not: either way, layer by
+    layer and planned, the same values as one thread, bit for bit."""
+    from cynn._kernels import conv as kernels
+
+    assert kernels.forward_kernel(channels, 9, 8, 3, 3, stride, stride, 1, 1, True) == kernel
+    conv = cynn.Conv2d(channels, filters, 3, stride=stride, random_state=0)
     conv.evaluate()
-    x = rng.standard_normal((n, 6, 9, 9)).astype(np.float32)
+    x = rng.standard_normal((n, channels, 9, 8)).astype(np.float32)
     previous = cynn.get_num_threads()
+    runs = []
     try:
-        cynn.set_num_threads(1)
-        one = conv.forward(x)
-        cynn.set_num_threads(3)
-        three = conv.forward(x)
+        for threads in (1, 3):
+            cynn.set_num_threads(threads)
+            with cynn.inference_mode():
+                planned = cynn.Sequential(conv).forward(x)
+            runs.append((conv.forward(x), planned))
     finally:
         cynn.set_num_threads(previous)
-    np.testing.assert_array_equal(one, three)
+    np.testing.assert_array_equal(runs[1][0], runs[0][0])
+    np.testing.assert_array_equal(runs[1][1], runs[0][1])
 
 
 # Geometries of the direct kernel vectorized over filters (from 64 taps per filter, at
@@ -248,29 +257,6 @@ def test_conv2d_kernel_choice_follows_the_geometry(direct_conv):
         kernels.set_filter_direct(previous)
     direct_conv(False)
     assert pick(16, 32, 32, 3, 3, 1, 1, 1, 1) == "gemm"
-
-
-@pytest.mark.parametrize("n", [1, 2])
-def test_conv2d_filter_vector_kernel_splits_filters_between_threads(n, rng):
-    """33 filters are three blocks of the filter-vector kernel: with fewer samples than
-    threads, evaluation-mode calls share them out, bit for bit as one thread."""
-    conv = cynn.Conv2d(16, 33, 3, stride=2, random_state=0)
-    conv.evaluate()
-    x = rng.standard_normal((n, 16, 9, 8)).astype(np.float32)
-    previous = cynn.get_num_threads()
-    try:
-        cynn.set_num_threads(1)
-        one = conv.forward(x)
-        with cynn.inference_mode():
-            one_planned = cynn.Sequential(conv).forward(x)
-        cynn.set_num_threads(3)
-        three = conv.forward(x)
-        with cynn.inference_mode():
-            three_planned = cynn.Sequential(conv).forward(x)
-    finally:
-        cynn.set_num_threads(previous)
-    np.testing.assert_array_equal(one, three)
-    np.testing.assert_array_equal(one_planned, three_planned)
 
 
 @pytest.mark.parametrize("stride", [1, 2])

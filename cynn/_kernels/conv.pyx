@@ -274,30 +274,27 @@ cdef int _check_workspace(floating[:, ::1] ws, int threads, const Geom* g, Py_ss
     return 0
 
 
-# Stride-1 convolutions (the forward pass, and the input gradient when it runs as one)
-# use the direct kernel; set_direct(False) sends them through im2col + GEMM, to compare.
+# The direct kernels (see _kind); set_direct(False) sends every convolution through
+# im2col + GEMM, set_filter_direct(False) leaves the filter-vector kernel's geometries
+# to the wide-grid kernel or the GEMM, as before it: both to compare.
 cdef bint _direct_enabled = True
+cdef bint _filters_enabled = True
 
 
-def set_direct(bint enabled):
-    """Turn the direct stride-1 convolution on or off; returns the previous setting."""
-    global _direct_enabled
-    cdef bint old = _direct_enabled
-    _direct_enabled = enabled
+cdef bint _swap(bint* flag, bint enabled) noexcept:
+    cdef bint old = flag[0]
+    flag[0] = enabled
     return old
 
 
-# The direct kernel vectorized over filters; set_filter_direct(False) leaves its
-# geometries to the wide-grid kernel or the GEMM, as before it, to compare.
-cdef bint _filters_enabled = True
+def set_direct(bint enabled):
+    """Turn the direct convolution kernels on or off; returns the previous setting."""
+    return _swap(&_direct_enabled, enabled)
 
 
 def set_filter_direct(bint enabled):
     """Turn the filter-vector direct kernel on or off; returns the previous setting."""
-    global _filters_enabled
-    cdef bint old = _filters_enabled
-    _filters_enabled = enabled
-    return old
+    return _swap(&_filters_enabled, enabled)
 
 
 # The direct weight gradient sums over the wide grid, one tile of filters and taps at a
