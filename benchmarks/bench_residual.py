@@ -10,7 +10,10 @@ batch, cynn and PyTorch alternating in one process, and reports medians and thei
 
 ``epoch`` trains ResNet-20 on ``make_shapes(n, 32, channels=3)`` (or on CIFAR-10 with
 ``--cifar``, when it is in scikit-learn's cache) with each framework in its own child
-process, so that each one's peak RSS can be read; both get the same split, the same
+process, so that each one's peak RSS can be read.  The two children take turns, one
+epoch (and its test evaluation) at a time, in the order cynn, torch, torch, cynn,
+cynn, ... so that a shared host's load drifting over the run falls on both alike
+(the children ran one after the other before: 0.81 and 1.04 in two runs).  Both get the same split, the same
 batches in the same order, the same initial weights (cynn's, copied into the PyTorch
 network), SGD with momentum 0.9, lr 0.1 annealed to 0 along a half cosine, weight decay
 5e-4, batch 128, float32, the same thread count.  Seconds per epoch is the median over
@@ -21,6 +24,7 @@ without shortcuts, cynn only) on the same data and prints the training loss and 
 test accuracy after every epoch.
 """
 import argparse
+import contextlib
 import json
 import resource
 import statistics
@@ -155,8 +159,11 @@ def load_data(args):
     return X_tr, y_tr, X_te, y_te
 
 
-def train(framework, model_name, X_tr, y_tr, X_te, y_te, epochs, seed, threads, batch=128):
-    """Train one framework; per-epoch seconds, train loss and test accuracy."""
+def train(framework, model_name, X_tr, y_tr, X_te, y_te, epochs, seed, threads, batch=128,
+          turn=None):
+    """Train one framework; per-epoch seconds, train loss and test accuracy.  ``turn``,
+    when given, is a context manager factory entered around each epoch and its test
+    evaluation (the epoch benchmark's children wait there for their turn)."""
     cynn.set_num_threads(threads)
     n_classes = int(max(y_tr.max(), y_te.max())) + 1
     model = build(model_name, X_tr.shape[1:], n_classes, random_state=seed)
@@ -184,25 +191,36 @@ def train(framework, model_name, X_tr, y_tr, X_te, y_te, epochs, seed, threads, 
     rng = np.random.default_rng(seed)
     rows = []
     for epoch in range(epochs):
-        modes[0]()
-        t0 = time.perf_counter()
-        losses = []
-        for xb, yb in iterate_minibatches(X_tr, y_tr, batch, random_state=rng):
-            losses.append(step(xb, yb))
-            sched.step()
-        seconds = time.perf_counter() - t0
-        modes[1]()
-        pred = np.concatenate([predict(xb) for xb in
-                               iterate_minibatches(X_te, None, 500, shuffle=False)])
+        with turn() if turn is not None else contextlib.nullcontext():
+            modes[0]()
+            t0 = time.perf_counter()
+            losses = []
+            for xb, yb in iterate_minibatches(X_tr, y_tr, batch, random_state=rng):
+                losses.append(step(xb, yb))
+                sched.step()
+            seconds = time.perf_counter() - t0
+            modes[1]()
+            pred = np.concatenate([predict(xb) for xb in
+                                   iterate_minibatches(X_te, None, 500, shuffle=False)])
         rows.append({"epoch": epoch + 1, "seconds": seconds, "loss": float(np.mean(losses)),
                      "acc": float(np.mean(pred == y_te))})
     return rows
 
 
+@contextlib.contextmanager
+def _parent_turn():
+    """Wait for the parent's GO on stdin, and say DONE on stdout after the block."""
+    print("READY", flush=True)
+    if sys.stdin.readline().strip() != "GO":
+        raise SystemExit("epoch child: the parent went away")
+    yield
+    print("DONE", flush=True)
+
+
 def epoch_child(args):
     X_tr, y_tr, X_te, y_te = load_data(args)
     rows = train(args.child, args.model, X_tr, y_tr, X_te, y_te, args.epochs, args.seed,
-                 args.threads)
+                 args.threads, turn=_parent_turn)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print("RESULT " + json.dumps({"rows": rows, "peak_rss_mib": rss}))
 
@@ -211,17 +229,38 @@ def epoch_main(args):
     what = "CIFAR-10" if args.cifar else f"make_shapes({args.n_samples}, 32, channels=3)"
     print(f"{args.model} on {what}, SGD momentum 0.9 lr 0.1 cosine, weight decay 5e-4, batch "
           f"128, float32, {args.threads} thread(s), {args.epochs} epochs, same initial weights; "
-          "each framework in its own process")
-    results = {}
-    for name in ("cynn", "torch") if torch else ("cynn",):
+          "each framework in its own process, epochs taking turns")
+    names = ("cynn", "torch") if torch else ("cynn",)
+    children = {}
+    for name in names:
         cmd = [sys.executable, __file__, "epoch", "--child", name, "--model", args.model,
                "--n-samples", str(args.n_samples), "--epochs", str(args.epochs),
                "--threads", str(args.threads), "--seed", str(args.seed)]
         if args.cifar:
             cmd.append("--cifar")
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-        results[name] = json.loads(next(x for x in out.splitlines()
-                                        if x.startswith("RESULT"))[7:])
+        children[name] = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                          text=True)
+
+    def until(child, word):
+        for line in child.stdout:
+            if line.strip() == word or line.startswith(word):
+                return line
+        raise RuntimeError(f"epoch child exited with {child.wait()} before {word}")
+
+    try:
+        for epoch in range(args.epochs):
+            for name in (names if epoch % 2 == 0 else names[::-1]):
+                until(children[name], "READY")
+                children[name].stdin.write("GO\n")
+                children[name].stdin.flush()
+                until(children[name], "DONE")
+        results = {name: json.loads(until(child, "RESULT")[7:])
+                   for name, child in children.items()}
+    finally:
+        for child in children.values():
+            child.stdin.close()
+            child.wait()
+    for name in names:
         for r in results[name]["rows"]:
             print(f"  {name:6} epoch {r['epoch']:2}  {r['seconds']:8.1f} s  train loss "
                   f"{r['loss']:.4f}  test acc {r['acc']:.4f}", flush=True)
