@@ -243,7 +243,7 @@ def epoch_main(args):
 
     def until(child, word):
         for line in child.stdout:
-            if line.strip() == word or line.startswith(word):
+            if line.startswith(word):
                 return line
         raise RuntimeError(f"epoch child exited with {child.wait()} before {word}")
 

@@ -194,14 +194,16 @@ CYNN_KERNEL CYNN_WIDE void NAME(const T* restrict xp, Py_ssize_t channels,      
    only the Ho * Wo valid positions and needs no wide grid, and its weights are read
    as aligned vectors; it pays a transpose per tile to store position-major rows,
    which is small beside the taps from CYNN_FDIRECT_MIN_TAPS up (with fewer, CYNN_DIRECT
-   is faster: 1 or 3 input channels).  Single thread, this host (AVX-512 EPYC): 97-104
-   GFLOP/s against CYNN_DIRECT's 81-101 on 3x3 planes of 64@8, 32@16, 16@32.
+   is faster: 1 or 3 input channels).  Single thread on one hot sample, this host
+   (AVX-512 EPYC), 3x3 planes of 64@8, 32@16, 16@32: 97-104 GFLOP/s, CYNN_DIRECT 81-101;
+   inside the layer CYNN_DIRECT stays faster on stride-1 planes of 16x16 and up
+   (conv.pyx ``_kind``).
 
    Weights from CYNN_DIRECT_PACK with FB = CYNN_FDIRECT_FB.  out (row f at f * ldo,
-   column p = oh * Wo + ow) gets positions [pb, pe) of the real filters (f < F) of
-   blocks [blk0, blk1).  Every output is the bias plus the taps in order (c, i, j),
-   whatever the block, position range or chunk, so a caller may split the work any
-   way.  A last tile of fewer than NP positions repeats its last position. */
+   column p = oh * Wo + ow) gets every position of the real filters (f < F) of blocks
+   [blk0, blk1).  Every output is the bias plus the taps in order (c, i, j), whatever
+   the block range or chunk, so a caller may split the blocks any way.  A last tile of
+   fewer than NP positions repeats its last position. */
 enum { CYNN_FDIRECT_FB = 16, CYNN_FDIRECT_MIN_TAPS = 64 };
 
 #if defined(__has_builtin)
@@ -380,12 +382,12 @@ CYNN_KERNEL CYNN_WIDE void NAME(const T* restrict xp, Py_ssize_t channels,      
 
 #define CYNN_FDIRECT(NAME, T, SFX)                                                     \
 CYNN_KERNEL CYNN_WIDE void NAME(const T* restrict xp, Py_ssize_t channels,             \
-        Py_ssize_t hp, Py_ssize_t wp, int kh, int kw, int sh, int sw, int wo,          \
+        Py_ssize_t hp, Py_ssize_t wp, int kh, int kw, int sh, int sw, int ho, int wo,  \
         const T* restrict wpk, Py_ssize_t n_filters, Py_ssize_t blk0, Py_ssize_t blk1, \
-        Py_ssize_t pb, Py_ssize_t pe, T* restrict out, Py_ssize_t ldo) {               \
+        T* restrict out, Py_ssize_t ldo) {                                             \
     enum { L = 32 / sizeof(T), FB = CYNN_FDIRECT_FB, NVF = FB / L, NP = 12 / NVF };    \
     typedef cynn_v32##SFX V;                                                           \
-    Py_ssize_t taps = channels * kh * kw, plane = hp * wp;                             \
+    Py_ssize_t taps = channels * kh * kw, plane = hp * wp, pe = (Py_ssize_t)ho * wo;   \
     Py_ssize_t blocks = (n_filters + FB - 1) / FB;                                     \
     const T* restrict bias = wpk + blocks * taps * FB;                                 \
     /* positions per chunk: whole output rows whose input rows, about                  \
@@ -393,7 +395,7 @@ CYNN_KERNEL CYNN_WIDE void NAME(const T* restrict xp, Py_ssize_t channels,      
     Py_ssize_t rows = ((Py_ssize_t)(98304 / sizeof(T)) / (channels * wp) - kh) / sh;   \
     Py_ssize_t chunk = (rows < 1 ? 1 : rows) * wo;                                     \
     chunk = chunk < NP ? NP : chunk;                                                   \
-    for (Py_ssize_t c0 = pb; c0 < pe; c0 += chunk) {                                   \
+    for (Py_ssize_t c0 = 0; c0 < pe; c0 += chunk) {                                    \
         Py_ssize_t c1 = c0 + chunk < pe ? c0 + chunk : pe;                             \
         for (Py_ssize_t blk = blk0; blk < blk1; blk++) {                               \
             const T* restrict wb = wpk + blk * taps * FB;                              \

@@ -89,13 +89,13 @@ cdef extern from "conv.h":
                             const double* scale, int fb, double* wpk) noexcept nogil
     int CYNN_FDIRECT_FB, CYNN_FDIRECT_MIN_TAPS
     void cynn_fdirect_f(const float* xp, Py_ssize_t channels, Py_ssize_t hp, Py_ssize_t wp,
-                        int kh, int kw, int sh, int sw, int wo, const float* wpk,
-                        Py_ssize_t n_filters, Py_ssize_t blk0, Py_ssize_t blk1, Py_ssize_t pb,
-                        Py_ssize_t pe, float* out, Py_ssize_t ldo) noexcept nogil
+                        int kh, int kw, int sh, int sw, int ho, int wo, const float* wpk,
+                        Py_ssize_t n_filters, Py_ssize_t blk0, Py_ssize_t blk1, float* out,
+                        Py_ssize_t ldo) noexcept nogil
     void cynn_fdirect_d(const double* xp, Py_ssize_t channels, Py_ssize_t hp, Py_ssize_t wp,
-                        int kh, int kw, int sh, int sw, int wo, const double* wpk,
-                        Py_ssize_t n_filters, Py_ssize_t blk0, Py_ssize_t blk1, Py_ssize_t pb,
-                        Py_ssize_t pe, double* out, Py_ssize_t ldo) noexcept nogil
+                        int kh, int kw, int sh, int sw, int ho, int wo, const double* wpk,
+                        Py_ssize_t n_filters, Py_ssize_t blk0, Py_ssize_t blk1, double* out,
+                        Py_ssize_t ldo) noexcept nogil
     void cynn_transpose_dy_f(const float* dy, Py_ssize_t n_filters, Py_ssize_t p,
                              Py_ssize_t ldt, float* dyt) noexcept nogil
     void cynn_transpose_dy_d(const double* dy, Py_ssize_t n_filters, Py_ssize_t p,
@@ -410,11 +410,11 @@ cdef Py_ssize_t _direct_sample(const floating* xs, const Geom* g, const floating
     _pad_sample(xs, g, xp)
     if kind == _FILTERS:
         if floating is float:
-            cynn_fdirect_f(xp, g.channels, g.hp, g.wp, g.kh, g.kw, g.sh, g.sw, g.wo, wpk,
-                           n_filters, blk0, blk1, 0, p, buf, p)
+            cynn_fdirect_f(xp, g.channels, g.hp, g.wp, g.kh, g.kw, g.sh, g.sw, g.ho, g.wo,
+                           wpk, n_filters, blk0, blk1, buf, p)
         else:
-            cynn_fdirect_d(xp, g.channels, g.hp, g.wp, g.kh, g.kw, g.sh, g.sw, g.wo, wpk,
-                           n_filters, blk0, blk1, 0, p, buf, p)
+            cynn_fdirect_d(xp, g.channels, g.hp, g.wp, g.kh, g.kw, g.sh, g.sw, g.ho, g.wo,
+                           wpk, n_filters, blk0, blk1, buf, p)
         return p
     # the values the last tile reads past the sample, zero (never a NaN or a denormal
     # in the dropped positions)
@@ -678,7 +678,7 @@ def conv2d_forward_eval(const floating[:, :, :, ::1] x, const floating[:, ::1] w
     cdef int po = ho, qo = wo
     cdef bint direct, has_add = add.shape[0] != 0
     cdef int threads, kind
-    cdef Py_ssize_t region, conv_out, n_blocks = _blocks(n_filters), splits
+    cdef Py_ssize_t region, conv_out, n_blocks, splits
     cdef floating* ws
     cdef floating* wpk = NULL
     cdef floating* folded = NULL
