@@ -115,8 +115,9 @@ extensions = [
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
                        ("CYNN_DEBUG_BUILD", "1" if DEBUG else "0")],
         # optim.pyx must round as NumPy does: no multiply-add contraction, whatever
-        # CFLAGS the environment adds
-        extra_compile_args=compile_args + (["-ffp-contract=off"] if name == "optim" else []),
+        # CFLAGS the environment adds (and sqrt without errno, so that it vectorizes)
+        extra_compile_args=compile_args + (["-ffp-contract=off", "-fno-math-errno"]
+                                            if name == "optim" else []),
         extra_link_args=link_args,
     )
     for name in KERNELS

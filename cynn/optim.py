@@ -109,9 +109,24 @@ class Optimizer:
             # allocates nothing and writes in the parameter's own dtype.
             self._scratch = [(np.empty_like(p), np.empty_like(p)) for p in self._params]
         self.step_count += 1
+        if self._step_all():
+            return
         for param, grad, state, scratch in zip(self._params, self._grads, self.state,
                                                self._scratch):
             self._update_parameter(param, grad, state, scratch)
+
+    def _step_all(self):
+        """Update every parameter in one kernel call, with the bits that
+        `_update_parameter` on each would give; False when this optimizer cannot (the
+        first step, which makes the state, or arrays the kernel does not take), and
+        then `_step` goes parameter by parameter.  A subclass that changes the update
+        rule (overrides `_update_parameter`) never gets here."""
+        return False
+
+    def _own_rule(self, cls, hook="_update_parameter"):
+        """Whether this optimizer's ``hook`` is ``cls``'s: a subclass (or an instance)
+        that replaces the update rule runs it as written, parameter by parameter."""
+        return getattr(getattr(self, hook), "__func__", None) is getattr(cls, hook)
 
     def zero_grad(self):
         """Set the module's parameter gradients to zero (they accumulate otherwise)."""
@@ -295,6 +310,15 @@ class SGD(Optimizer):
         weight_decay = non_negative_float(weight_decay, "weight_decay", "SGD")
         return {"momentum": momentum, "nesterov": nesterov, "weight_decay": weight_decay}
 
+    def _step_all(self):
+        momentum = self.momentum != 0
+        if not self._own_rule(SGD) or (momentum and not all(self.state)):
+            return False
+        return _optim.sgd_step(self._params, self._grads,
+                               [s["momentum_buffer"] for s in self.state] if momentum else None,
+                               self.lr, self.momentum, self.nesterov, self.weight_decay != 0,
+                               self.weight_decay, get_num_threads())
+
     def _update_parameter(self, param, grad, state, scratch):
         work, step = scratch
         g = _l2_gradient(param, grad, self.weight_decay, work)
@@ -374,6 +398,23 @@ class Adam(Optimizer):
     def _gradient(self, param, grad, out):
         """The gradient the moments see (Adam folds the L2 penalty into it)."""
         return _l2_gradient(param, grad, self.weight_decay, out)
+
+    def _step_all(self):
+        decoupled = self._own_rule(AdamW, "_gradient")
+        if (not self._own_rule(Adam) or not (decoupled or self._own_rule(Adam, "_gradient"))
+                or not all(self.state)):
+            return False
+        decay = self.weight_decay != 0
+        beta1, beta2 = self.betas
+        t = self.step_count
+        bias_correction1 = 1.0 - beta1 ** t
+        bias_correction2 = 1.0 - beta2 ** t
+        return _optim.adam_step(self._params, self._grads, [s["exp_avg"] for s in self.state],
+                                [s["exp_avg_sq"] for s in self.state], beta1, beta2,
+                                math.sqrt(bias_correction2), self.eps,
+                                self.lr / bias_correction1, decay and not decoupled,
+                                self.weight_decay, decay and decoupled,
+                                1.0 - self.lr * self.weight_decay, get_num_threads())
 
     def _update_parameter(self, param, grad, state, scratch):
         work, tmp = scratch

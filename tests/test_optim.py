@@ -678,3 +678,84 @@ def test_adam_kernel_gives_the_bits_of_the_numpy_update(dtype, size):
         np.testing.assert_array_equal(p, p2)
     with pytest.raises(ValueError, match="optim kernel: inconsistent parameter and state sizes"):
         kernel.adam_update(p, g[:-1].copy(), m, v, b1, b2, 1.0, eps, lr, 1)
+
+
+ONE_CALL_CASES = [
+    ("Adam", {}), ("Adam", {"weight_decay": 1e-2}), ("AdamW", {}), ("AdamW", {"weight_decay": 0.0}),
+    ("SGD", {"lr": 0.1}), ("SGD", {"lr": 0.1, "weight_decay": 5e-4}),
+    ("SGD", {"lr": 0.1, "momentum": 0.9}),
+    ("SGD", {"lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name, config", ONE_CALL_CASES)
+def test_one_call_step_gives_the_bits_of_the_per_parameter_update(name, config, dtype):
+    """From the second step on, SGD, Adam and AdamW update every parameter in one
+    kernel call (optim.adam_step / sgd_step); it must give the same bits as the
+    per-parameter update it replaces, over several steps, with parameters large
+    enough for the thread team (40,000 values) and small ones."""
+    import cynn
+    from cynn.models import small_cnn
+
+    def run(one_call):
+        model = small_cnn((1, 10, 10), 10, random_state=0, dtype=dtype)   # Linear 800x50
+        opt = getattr(cynn, name)(model, **config)
+        calls = []
+        if one_call:
+            step_all = opt._step_all
+            opt._step_all = lambda: calls.append(step_all()) or calls[-1]
+        else:
+            opt._step_all = lambda: False
+        rng = np.random.default_rng(1)
+        for _ in range(4):
+            for g in model.get_parameters_grad():
+                g[...] = rng.standard_normal(g.shape)
+            opt.step()
+        return [p.copy() for p in model.get_parameters()], opt.state, calls
+
+    fast, fast_state, calls = run(True)
+    slow, slow_state, _ = run(False)
+    # the first step makes the momentum and moment buffers parameter by parameter
+    expected_calls = [False, True, True, True] if name != "SGD" or "momentum" in config \
+        else [True] * 4
+    assert calls == expected_calls
+    assert max(p.size for p in fast) > 32768
+    for a, b in zip(fast, slow):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(fast_state, slow_state):
+        assert a.keys() == b.keys()
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_one_call_step_declines_arrays_it_cannot_take_and_changes_nothing():
+    """A state array of another dtype or size, a read-only parameter or a
+    non-contiguous one: adam_step and sgd_step return False before writing anything,
+    and the optimizer's own step still updates every parameter (per parameter)."""
+    from cynn._kernels import optim as kernel
+
+    rng = np.random.default_rng(0)
+    p = [rng.standard_normal(5).astype(np.float32), rng.standard_normal((3, 4)).astype(np.float32)]
+    g = [np.ones_like(a) for a in p]
+    m = [np.zeros_like(a) for a in p]
+    v = [np.zeros_like(a) for a in p]
+    before = [a.copy() for a in p]
+    args = (0.9, 0.999, 1.0, 1e-8, 1e-3, False, 0.0, False, 1.0, 1)
+    odd_dtype, odd_size = [v[0], v[1].astype(np.float64)], [m[0], m[1][:2]]
+    transposed = [g[0], np.ones((4, 3), np.float32).T]
+    for case in [(p, g, m, odd_dtype), (p, g, odd_size, v), (p, transposed, m, v),
+                 (p, g[:1], m, v)]:
+        assert kernel.adam_step(*case, *args) is False
+    for case in [(p, g, odd_dtype), (p, g, odd_size), (p, transposed, None), (p, g[:1], None)]:
+        assert kernel.sgd_step(*case, 0.1, 0.9, False, False, 0.0, 1) is False
+    frozen = p[1].copy()
+    frozen.flags.writeable = False
+    assert kernel.adam_step([p[0], frozen], g, m, v, *args) is False
+    assert kernel.sgd_step([p[0], frozen], g, None, 0.1, 0.0, False, False, 0.0, 1) is False
+    for a, b in zip(p, before):
+        np.testing.assert_array_equal(a, b)
+    for a in m + v:
+        assert not a.any()
+    assert kernel.adam_step(p, g, m, v, *args) is True
+    assert all((a != b).all() for a, b in zip(p, before))
