@@ -16,7 +16,9 @@ Adam run (with a constant rate it moved by up to a point between seeds).  The ``
 Both frameworks get the same data split, the same batches in the same order, the same
 architecture (Conv-BN-ReLU x2, MaxPool, Linear-ReLU-Dropout, Linear), Adam at lr 1e-3,
 float32, batch 64, the same thread count, and use their own initializations.  Seconds
-per epoch are the median over the epochs after the first (warm-up); the test accuracy
+per epoch are the median over the epochs after the first (warm-up); on digits the two
+frameworks take turns, one epoch at a time (cynn, torch, torch, cynn, ...), so that a
+shared host's load drifting over the run falls on both alike.  The test accuracy
 is taken after the last epoch (no model selection) and summarized as the median
 over the seeds.  PyTorch (torch==2.13.0) is optional: without it only cynn runs.
 """
@@ -41,7 +43,8 @@ def _n_batches(data, batch_size=64):
 
 
 def train_cynn(model, data, epochs, seed, cosine=False):
-    """Train with Adam; return the seconds of each epoch and the test predictions.
+    """Train with Adam, one epoch per ``next()``: a generator of the seconds of each
+    epoch, then of the test predictions (`collect` gathers them).
 
     ``cosine``: anneal the rate to 0 along a half cosine over all the steps.
     """
@@ -49,7 +52,6 @@ def train_cynn(model, data, epochs, seed, cosine=False):
     opt = cynn.Adam(model, lr=1e-3)
     sched = cynn.CosineAnnealingLR(opt, T_max=epochs * _n_batches(data)) if cosine else None
     rng = np.random.default_rng(seed)
-    times = []
     for _ in range(epochs):
         model.train()
         t0 = time.perf_counter()
@@ -61,21 +63,21 @@ def train_cynn(model, data, epochs, seed, cosine=False):
             opt.step()
             if sched is not None:
                 sched.step()
-        times.append(time.perf_counter() - t0)
+        yield time.perf_counter() - t0
     model.evaluate()
     pred = np.concatenate([model.forward(xb).argmax(axis=1)
                            for xb in iterate_minibatches(data.X_test, None, 512, shuffle=False)])
-    return times, pred
+    yield pred
 
 
 def train_torch(model, data, epochs, seed, cosine=False):
-    """The same loop in PyTorch, on the same batches in the same order."""
+    """The same loop in PyTorch, on the same batches in the same order (a generator as
+    `train_cynn`)."""
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * _n_batches(data))
              if cosine else None)
     loss_fn = torch.nn.CrossEntropyLoss()
     rng = np.random.default_rng(seed)
-    times = []
     for _ in range(epochs):
         model.train()
         t0 = time.perf_counter()
@@ -85,20 +87,25 @@ def train_torch(model, data, epochs, seed, cosine=False):
             opt.step()
             if sched is not None:
                 sched.step()
-        times.append(time.perf_counter() - t0)
+        yield time.perf_counter() - t0
     model.eval()
     with torch.no_grad():
         pred = model(torch.from_numpy(data.X_test)).argmax(dim=1).numpy()
-    return times, pred
+    yield pred
 
 
-def run_cynn(data, epochs, seed):
+def collect(run, epochs):
+    """All of a training generator: (seconds of each epoch, test predictions)."""
+    times = [next(run) for _ in range(epochs)]
+    return times, next(run)
+
+
+def digits_cynn(data, epochs, seed):
     model = small_cnn(data.input_shape, data.n_classes, random_state=seed)
-    times, pred = train_cynn(model, data, epochs, seed)
-    return statistics.median(times[1:]), float(np.mean(pred == data.y_test))
+    return train_cynn(model, data, epochs, seed)
 
 
-def run_torch(data, epochs, seed):
+def digits_torch(data, epochs, seed):
     torch.manual_seed(seed)
     nn = torch.nn
     c, h, w = data.input_shape
@@ -107,8 +114,20 @@ def run_torch(data, epochs, seed):
         nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32, eps=1e-3), nn.ReLU(),
         nn.MaxPool2d(2), nn.Flatten(), nn.Linear(32 * (h // 2) * (w // 2), 64), nn.ReLU(),
         nn.Dropout(0.25), nn.Linear(64, data.n_classes))
-    times, pred = train_torch(model, data, epochs, seed)
-    return statistics.median(times[1:]), float(np.mean(pred == data.y_test))
+    return train_torch(model, data, epochs, seed)
+
+
+def side_by_side(runs, epochs):
+    """Run the training generators an epoch at a time, taking turns in the order
+    A B B A A B ... so that a shared host's load drifting over the run falls on all
+    alike; per run: (median seconds per epoch after the first, test predictions)."""
+    times = {name: [] for name in runs}
+    names = list(runs)
+    for epoch in range(epochs):
+        for name in (names if epoch % 2 == 0 else names[::-1]):
+            times[name].append(next(runs[name]))
+    return {name: (statistics.median(times[name][1:]), next(run))
+            for name, run in runs.items()}
 
 
 def mnist_style_cynn(seed):
@@ -165,7 +184,8 @@ def shapes_child(framework, n_samples, epochs, seed, threads):
                           "y_test": y_test, "input_shape": (1, 28, 28), "n_classes": 6})
     cynn.set_num_threads(threads)
     if framework == "cynn":
-        times, pred = train_cynn(mnist_style_cynn(seed), data, epochs, seed, cosine=True)
+        times, pred = collect(train_cynn(mnist_style_cynn(seed), data, epochs, seed,
+                                         cosine=True), epochs)
     else:
         torch.set_num_threads(threads)
         torch.manual_seed(seed)
@@ -176,7 +196,7 @@ def shapes_child(framework, n_samples, epochs, seed, threads):
             nn.Flatten(), nn.Linear(3136, 128), nn.ReLU(), nn.Dropout(0.25), nn.Linear(128, 6))
         if framework == "torch":
             copy_initial_weights(mnist_style_cynn(seed), model)
-        times, pred = train_torch(model, data, epochs, seed, cosine=True)
+        times, pred = collect(train_torch(model, data, epochs, seed, cosine=True), epochs)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"RESULT s_per_epoch={statistics.median(times):.3f} acc={np.mean(pred == y_test):.4f} "
           f"peak_rss_mib={rss:.0f}")
@@ -249,8 +269,13 @@ def main():
     rows = []
     for seed in args.seeds:
         data = load_digits(random_state=seed)
-        c_time, c_acc = run_cynn(data, args.epochs, seed)
-        t_time, t_acc = run_torch(data, args.epochs, seed) if torch else (float("nan"), float("nan"))
+        runs = {"cynn": digits_cynn(data, args.epochs, seed)}
+        if torch is not None:
+            runs["torch"] = digits_torch(data, args.epochs, seed)
+        res = {name: (t, float(np.mean(pred == data.y_test)))
+               for name, (t, pred) in side_by_side(runs, args.epochs).items()}
+        c_time, c_acc = res["cynn"]
+        t_time, t_acc = res.get("torch", (float("nan"), float("nan")))
         rows.append((c_time, c_acc, t_time, t_acc))
         print(f"{seed:>4} {c_time:13.4f} {c_acc:9.4f} {t_time:14.4f} {t_acc:10.4f} {c_time / t_time:7.2f}")
     med = [statistics.median(col) for col in zip(*rows)]
