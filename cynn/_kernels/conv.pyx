@@ -20,7 +20,7 @@ filters (``_FILTERS``); with fewer taps the stride-1 forward pass and correlatio
 on the wide-grid kernel (``_WIDE``).  ``set_direct(False)`` and
 ``set_filter_direct(False)`` turn them off, to compare.
 ``conv2d_backward`` computes the input gradient and the weight gradient's partial sums
-in one pass over the samples, so each dy[n] comes from memory once; for F <= C it can
+in one pass over the samples, so each dy[n] comes from memory once; for F <= 2C it can
 compute the input gradient as the forward convolution of dy with the flipped kernel
 instead (see ``Conv2d._grad_input_as_conv``).
 
