@@ -114,6 +114,43 @@ cdef extern from "optim.h":
                     double lr, double mu, int nesterov, int has_l2, double l2) noexcept nogil
 
 
+cdef class _Table:
+    """The data pointers of parallel lists of arrays (``columns``: the parameters, then
+    their gradients, states...), one row of ``len(columns)`` per parameter, and each
+    parameter's size.  ``ok`` is False when an array is not one the kernels take: a
+    C-contiguous ndarray of the parameters' one float dtype, of its parameter's size,
+    writeable where ``writeable`` says so."""
+    cdef void** ptrs
+    cdef Py_ssize_t* sizes
+    cdef Py_ssize_t n, width
+    cdef int typenum
+    cdef bint ok
+
+    def __cinit__(self, list columns, tuple writeable):
+        cdef Py_ssize_t i, j
+        self.width = len(columns)
+        self.n = len(columns[0])
+        self.typenum = _typenum(columns[0])
+        self.ok = False
+        self.ptrs = <void**> malloc(max(1, self.width * self.n) * sizeof(void*))
+        self.sizes = <Py_ssize_t*> malloc(max(1, self.n) * sizeof(Py_ssize_t))
+        if self.ptrs == NULL or self.sizes == NULL:
+            raise MemoryError("optim kernel: cannot allocate the array table")
+        if self.typenum < 0 or self.n == 0:
+            return
+        for i in range(self.n):
+            self.sizes[i] = -1
+        for j in range(self.width):
+            if not _table(columns[j], self.n, self.typenum, writeable[j], self.ptrs + j,
+                          self.width, self.sizes):
+                return
+        self.ok = True
+
+    def __dealloc__(self):
+        free(self.ptrs)
+        free(self.sizes)
+
+
 cdef inline void _adam_range(void** a, Py_ssize_t i0, Py_ssize_t i1, floating b1, floating c1,
                              floating b2, floating c2, floating s2, floating e, floating s,
                              bint has_l2, floating l2, bint has_shrink,
@@ -154,40 +191,19 @@ def adam_step(list params, list grads, list exp_avgs, list exp_avg_sqs, double b
     every array is C-contiguous and writeable (the gradients need not be), of the
     parameters' one float dtype, and each gradient and state the size of its parameter;
     the caller then updates parameter by parameter."""
-    cdef Py_ssize_t n = len(params), i
-    cdef int typenum = _typenum(params)
-    cdef void** ptrs
-    cdef Py_ssize_t* sizes
+    cdef _Table t = _Table([params, grads, exp_avgs, exp_avg_sqs], (True, False, True, True))
     _check(num_threads >= 1, "thread count")
-    if typenum < 0 or n == 0:
+    if not t.ok:
         return False
-    ptrs = <void**> malloc(4 * n * sizeof(void*))
-    sizes = <Py_ssize_t*> malloc(n * sizeof(Py_ssize_t))
-    if ptrs == NULL or sizes == NULL:
-        free(ptrs)
-        free(sizes)
-        raise MemoryError("optim kernel: cannot allocate the array table")
-    try:
-        for i in range(n):
-            sizes[i] = -1
-        if not (_table(params, n, typenum, True, ptrs, 4, sizes)
-                and _table(grads, n, typenum, False, ptrs + 1, 4, sizes)
-                and _table(exp_avgs, n, typenum, True, ptrs + 2, 4, sizes)
-                and _table(exp_avg_sqs, n, typenum, True, ptrs + 3, 4, sizes)):
-            return False
-        with nogil:
-            if typenum == cnp.NPY_FLOAT32:
-                _adam_all(ptrs, sizes, n, <float> beta1, <float> (1.0 - beta1),
-                          <float> beta2, <float> (1.0 - beta2), <float> sqrt_bc2,
-                          <float> eps, <float> step, has_l2, <float> weight_decay,
-                          has_shrink, <float> shrink, num_threads)
-            else:
-                _adam_all(ptrs, sizes, n, beta1, 1.0 - beta1, beta2, 1.0 - beta2, sqrt_bc2,
-                          eps, step, has_l2, weight_decay, has_shrink, shrink, num_threads)
-        return True
-    finally:
-        free(ptrs)
-        free(sizes)
+    with nogil:
+        if t.typenum == cnp.NPY_FLOAT32:
+            _adam_all(t.ptrs, t.sizes, t.n, <float> beta1, <float> (1.0 - beta1), <float> beta2,
+                      <float> (1.0 - beta2), <float> sqrt_bc2, <float> eps, <float> step,
+                      has_l2, <float> weight_decay, has_shrink, <float> shrink, num_threads)
+        else:
+            _adam_all(t.ptrs, t.sizes, t.n, beta1, 1.0 - beta1, beta2, 1.0 - beta2, sqrt_bc2,
+                      eps, step, has_l2, weight_decay, has_shrink, shrink, num_threads)
+    return True
 
 
 cdef inline void _sgd_range(void** a, bint momentum, Py_ssize_t i0, Py_ssize_t i1,
@@ -201,19 +217,19 @@ cdef inline void _sgd_range(void** a, bint momentum, Py_ssize_t i0, Py_ssize_t i
                    i0, i1, lr, mu, nesterov, has_l2, l2)
 
 
-cdef void _sgd_all(void** ptrs, const Py_ssize_t* sizes, Py_ssize_t n_arrays, floating lr,
-                   floating mu, bint momentum, bint nesterov, bint has_l2, floating l2,
-                   int num_threads) noexcept nogil:
+cdef void _sgd_all(void** ptrs, Py_ssize_t width, const Py_ssize_t* sizes,
+                   Py_ssize_t n_arrays, floating lr, floating mu, bint momentum,
+                   bint nesterov, bint has_l2, floating l2, int num_threads) noexcept nogil:
     cdef Py_ssize_t a, blk, n, nb
     for a in range(n_arrays):
         n = sizes[a]
         nb = (n + PARALLEL_MIN - 1) // PARALLEL_MIN
         if nb > 1 and num_threads > 1:
             for blk in prange(nb, schedule='static', num_threads=num_threads):
-                _sgd_range(ptrs + 3 * a, momentum, blk * PARALLEL_MIN,
+                _sgd_range(ptrs + width * a, momentum, blk * PARALLEL_MIN,
                            min(n, (blk + 1) * PARALLEL_MIN), lr, mu, nesterov, has_l2, l2)
         else:
-            _sgd_range(ptrs + 3 * a, momentum, 0, n, lr, mu, nesterov, has_l2, l2)
+            _sgd_range(ptrs + width * a, momentum, 0, n, lr, mu, nesterov, has_l2, l2)
 
 
 def sgd_step(list params, list grads, list buffers, double lr, double momentum,
@@ -223,36 +239,17 @@ def sgd_step(list params, list grads, list buffers, double lr, double momentum,
     buf = buf * momentum + g and g = buf (Nesterov: buf * momentum + g), then
     param -= g * lr.  Returns False, having changed nothing, on arrays it cannot take
     (as `adam_step`)."""
-    cdef Py_ssize_t n = len(params), i
-    cdef int typenum = _typenum(params)
-    cdef bint has_momentum = buffers is not None
-    cdef void** ptrs
-    cdef Py_ssize_t* sizes
+    cdef bint has_buffers = buffers is not None
+    cdef _Table t = _Table([params, grads, buffers] if has_buffers else [params, grads],
+                           (True, False, True))
     _check(num_threads >= 1, "thread count")
-    if typenum < 0 or n == 0:
+    if not t.ok:
         return False
-    ptrs = <void**> malloc(3 * n * sizeof(void*))
-    sizes = <Py_ssize_t*> malloc(n * sizeof(Py_ssize_t))
-    if ptrs == NULL or sizes == NULL:
-        free(ptrs)
-        free(sizes)
-        raise MemoryError("optim kernel: cannot allocate the array table")
-    try:
-        for i in range(n):
-            sizes[i] = -1
-        if not (_table(params, n, typenum, True, ptrs, 3, sizes)
-                and _table(grads, n, typenum, False, ptrs + 1, 3, sizes)
-                and (not has_momentum
-                     or _table(buffers, n, typenum, True, ptrs + 2, 3, sizes))):
-            return False
-        with nogil:
-            if typenum == cnp.NPY_FLOAT32:
-                _sgd_all(ptrs, sizes, n, <float> lr, <float> momentum, has_momentum,
-                         nesterov, has_l2, <float> weight_decay, num_threads)
-            else:
-                _sgd_all(ptrs, sizes, n, lr, momentum, has_momentum, nesterov, has_l2,
-                         weight_decay, num_threads)
-        return True
-    finally:
-        free(ptrs)
-        free(sizes)
+    with nogil:
+        if t.typenum == cnp.NPY_FLOAT32:
+            _sgd_all(t.ptrs, t.width, t.sizes, t.n, <float> lr, <float> momentum, has_buffers,
+                     nesterov, has_l2, <float> weight_decay, num_threads)
+        else:
+            _sgd_all(t.ptrs, t.width, t.sizes, t.n, lr, momentum, has_buffers, nesterov, has_l2,
+                     weight_decay, num_threads)
+    return True
