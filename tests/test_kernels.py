@@ -335,25 +335,68 @@ def test_maxpool2d_propagates_nan():
     assert np.isnan(cynn.MaxPool2d(2).forward(x)).all()
 
 
+# Plane sizes for the 2x2 kernel: output rows of 1-3 (one by one), 4 and 8 (whole
+# vectors), 5, 7, 14, 17 (vectors and an overlapping last vector), odd sizes whose last
+# row or column belongs to no window.
+POOL_2X2_PLANES = [(2, 2), (4, 6), (8, 8), (6, 10), (14, 14), (9, 15), (28, 28), (8, 34),
+                   (5, 16), (3, 33)]
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_maxpool2d_2x2_ties_and_nans_on_wide_planes(dtype, rng):
+@pytest.mark.parametrize("h, w", POOL_2X2_PLANES)
+def test_maxpool2d_2x2_ties_and_nans(dtype, h, w, rng):
     # Few distinct values make ties common; NaNs sit at random places.  Expected: the
     # first NaN of a window if it has one, else the first of its maxima (row-major).
-    x = rng.integers(-1, 2, size=(3, 2, 8, 34)).astype(dtype)
+    x = rng.integers(-1, 2, size=(3, 2, h, w)).astype(dtype)
     x[rng.random(x.shape) < 0.05] = np.nan
+    ho, wo = h // 2, w // 2
     pool = cynn.MaxPool2d(2)
     y = pool.forward(x)
-    win = x.reshape(3, 2, 4, 2, 17, 2).transpose(0, 1, 2, 4, 3, 5).reshape(3, 2, 4, 17, 4)
+    win = (x[:, :, :2 * ho, :2 * wo].reshape(3, 2, ho, 2, wo, 2).transpose(0, 1, 2, 4, 3, 5)
+           .reshape(3, 2, ho, wo, 4))
     has_nan = np.isnan(win).any(axis=-1)
     first = np.where(has_nan, np.isnan(win).argmax(axis=-1),
                      np.nan_to_num(win, nan=-np.inf).argmax(axis=-1))
     np.testing.assert_array_equal(y, np.take_along_axis(win, first[..., None], -1)[..., 0])
     dy = rng.standard_normal(y.shape).astype(dtype)
+    dy[rng.random(dy.shape) < 0.2] = -0.0
     dx = pool.backward(x, dy)
     expected = np.zeros_like(win)
-    np.put_along_axis(expected, first[..., None], dy[..., None], -1)
-    expected = expected.reshape(3, 2, 4, 17, 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(x.shape)
-    np.testing.assert_array_equal(dx, expected)
+    np.put_along_axis(expected, first[..., None], dy[..., None] + 0.0, -1)
+    full = np.zeros_like(x)
+    full[:, :, :2 * ho, :2 * wo] = (expected.reshape(3, 2, ho, wo, 2, 2)
+                                    .transpose(0, 1, 2, 4, 3, 5).reshape(3, 2, 2 * ho, 2 * wo))
+    # Bits, signs of zeros included: a -0.0 gradient lands as +0.0, as in clear-then-add.
+    np.testing.assert_array_equal(dx.view(f"i{dx.itemsize}"), full.view(f"i{dx.itemsize}"))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_maxpool2d_2x2_backward_ignores_an_index_outside_its_window(dtype):
+    """The 2x2 backward writes each window's four inputs from its own index: an index
+    array that was tampered with changes no input outside the window it names."""
+    from cynn._kernels import pooling
+
+    dy = np.arange(1, 17, dtype=dtype).reshape(1, 1, 4, 4)
+    argmax = np.array([[0, 3, 4, 7], [16, 19, 20, 23], [32, 35, 36, 39], [48, 51, 52, 55]],
+                      np.int32).reshape(1, 1, 4, 4)
+    dx = np.full((1, 1, 8, 8), np.nan, dtype)
+    pooling.maxpool2d_backward(dy, argmax, dx, 2, 2, 2, 2, 0, 0, 1)
+    expected = np.zeros((8, 8), dtype)
+    for oh in range(4):
+        for ow in range(4):
+            i = argmax[0, 0, oh, ow]
+            expected[i // 8, i % 8] = dy[0, 0, oh, ow]
+    np.testing.assert_array_equal(dx[0, 0], expected)
+    bad = argmax.copy()
+    bad[0, 0, 1, 2] = 0          # names window (0, 0), not its own
+    bad[0, 0, 3, 3] = 10 ** 6    # names nothing in the plane
+    pooling.maxpool2d_backward(dy, bad, dx, 2, 2, 2, 2, 0, 0, 1)
+    expected[argmax[0, 0, 1, 2] // 8, argmax[0, 0, 1, 2] % 8] = 0
+    expected[argmax[0, 0, 3, 3] // 8, argmax[0, 0, 3, 3] % 8] = 0
+    np.testing.assert_array_equal(dx[0, 0], expected)
+    with pytest.raises(ValueError, match="pooling kernel: inconsistent output size"):
+        pooling.maxpool2d_backward(dy, argmax, np.zeros((1, 1, 10, 8), dtype),
+                                   2, 2, 2, 2, 0, 0, 1)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

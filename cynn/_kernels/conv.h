@@ -206,12 +206,6 @@ CYNN_KERNEL CYNN_WIDE void NAME(const T* restrict xp, Py_ssize_t channels,      
    fewer than NP positions repeats its last position. */
 enum { CYNN_FDIRECT_FB = 16, CYNN_FDIRECT_MIN_TAPS = 64 };
 
-#if defined(__has_builtin)
-#if __has_builtin(__builtin_shufflevector)
-#define CYNN_SHUFFLE __builtin_shufflevector
-#endif
-#endif
-
 /* c[l][k] = r[k][l]: the transpose of L vectors of L values (8 floats, 4 doubles). */
 static inline __attribute__((always_inline)) void cynn_transpose_f(const cynn_v32f* r,
         cynn_v32f* c) {

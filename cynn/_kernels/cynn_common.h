@@ -69,6 +69,14 @@ typedef double cynn_v32d __attribute__((vector_size(32)));
 typedef float cynn_v64f __attribute__((vector_size(64)));
 typedef double cynn_v64d __attribute__((vector_size(64)));
 
+/* __builtin_shufflevector (GCC 12+, Clang), for the kernels that permute vector lanes;
+   where it is missing they fall back to plain loops. */
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_shufflevector)
+#define CYNN_SHUFFLE __builtin_shufflevector
+#endif
+#endif
+
 /* Whether max pooling takes value v over the best so far: strictly greater (the first
    of equal maxima wins), or v is a NaN and best is not (a NaN, once taken, stays).
    MaxPool2d's kernels and the convolution's pooling epilogue share it. */

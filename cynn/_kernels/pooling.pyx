@@ -21,6 +21,12 @@ cdef extern from "pooling.h":
                              Py_ssize_t ho, Py_ssize_t wo) noexcept nogil
     void cynn_max2x2_plane_d(const double* x, Py_ssize_t width, double* out, int* argmax,
                              Py_ssize_t ho, Py_ssize_t wo) noexcept nogil
+    void cynn_max2x2_plane_f_grad(const float* dy, const int* argmax, float* dx,
+                                  Py_ssize_t height, Py_ssize_t width, Py_ssize_t ho,
+                                  Py_ssize_t wo) noexcept nogil
+    void cynn_max2x2_plane_d_grad(const double* dy, const int* argmax, double* dx,
+                                  Py_ssize_t height, Py_ssize_t width, Py_ssize_t ho,
+                                  Py_ssize_t wo) noexcept nogil
 
 
 cdef inline void _max2x2_plane(const floating* x, Py_ssize_t width, floating* out,
@@ -29,6 +35,19 @@ cdef inline void _max2x2_plane(const floating* x, Py_ssize_t width, floating* ou
         cynn_max2x2_plane_f(x, width, out, argmax, ho, wo)
     else:
         cynn_max2x2_plane_d(x, width, out, argmax, ho, wo)
+
+
+cdef inline void _max2x2_plane_grad(const floating* dy, const int* argmax, floating* dx,
+                                    Py_ssize_t height, Py_ssize_t width, Py_ssize_t ho,
+                                    Py_ssize_t wo) noexcept nogil:
+    if floating is float:
+        cynn_max2x2_plane_f_grad(dy, argmax, dx, height, width, ho, wo)
+    else:
+        cynn_max2x2_plane_d_grad(dy, argmax, dx, height, width, ho, wo)
+
+
+cdef inline bint _is_2x2(int kh, int kw, int sh, int sw, int ph, int pw) noexcept nogil:
+    return kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0
 
 
 def maxpool2d_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
@@ -44,7 +63,7 @@ def maxpool2d_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out
     _check(_output_size_ok(ho, wo, height, width, kh, kw, sh, sw, ph, pw), "output size")
     _check(argmax.shape[0] == n_batch and argmax.shape[1] == channels
            and argmax.shape[2] == ho and argmax.shape[3] == wo, "index shape")
-    if kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0:
+    if _is_2x2(kh, kw, sh, sw, ph, pw):
         for task in prange(n_batch * channels, nogil=True, schedule='static',
                            num_threads=num_threads):
             _max2x2_plane(&x[task // channels, task % channels, 0, 0], width,
@@ -80,10 +99,12 @@ def maxpool2d_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out
 
 
 def maxpool2d_backward(const floating[:, :, :, ::1] dy, const int[:, :, :, ::1] argmax,
-                       floating[:, :, :, ::1] dx, int num_threads):
-    """dx[plane][argmax] += dy, zero elsewhere."""
+                       floating[:, :, :, ::1] dx, int kh, int kw, int sh, int sw, int ph,
+                       int pw, int num_threads):
+    """dx[plane][argmax] += dy, zero elsewhere, for the indices of the forward with the
+    same window geometry."""
     cdef Py_ssize_t n_batch = dx.shape[0], channels = dx.shape[1]
-    cdef Py_ssize_t plane = dx.shape[2] * dx.shape[3]
+    cdef Py_ssize_t height = dx.shape[2], width = dx.shape[3], plane = height * width
     cdef Py_ssize_t ho = dy.shape[2], wo = dy.shape[3]
     cdef Py_ssize_t task, n, c, oh, ow
     cdef Py_ssize_t idx
@@ -91,6 +112,15 @@ def maxpool2d_backward(const floating[:, :, :, ::1] dy, const int[:, :, :, ::1] 
     _check(dy.shape[0] == n_batch and dy.shape[1] == channels, "gradient shape")
     _check(argmax.shape[0] == n_batch and argmax.shape[1] == channels
            and argmax.shape[2] == ho and argmax.shape[3] == wo, "index shape")
+    _check(_output_size_ok(ho, wo, height, width, kh, kw, sh, sw, ph, pw), "output size")
+    if _is_2x2(kh, kw, sh, sw, ph, pw):
+        for task in prange(n_batch * channels, nogil=True, schedule='static',
+                           num_threads=num_threads):
+            _max2x2_plane_grad(&dy[task // channels, task % channels, 0, 0],
+                               &argmax[task // channels, task % channels, 0, 0],
+                               &dx[task // channels, task % channels, 0, 0],
+                               height, width, ho, wo)
+        return
     for task in prange(n_batch * channels, nogil=True, schedule='static',
                        num_threads=num_threads):
         n = task // channels

@@ -81,7 +81,8 @@ class MaxPool2d(_Pool2d):
         _, shape, dtype, argmax = self._saved
         dy = check_grad_input(self, output_grad, argmax.shape, dtype)
         dx = np.empty(shape, dtype=dtype)
-        _pool.maxpool2d_backward(dy, argmax, dx, get_num_threads())
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        _pool.maxpool2d_backward(dy, argmax, dx, kh, kw, sh, sw, ph, pw, get_num_threads())
         return dx
 
 
