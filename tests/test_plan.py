@@ -106,6 +106,23 @@ def test_fused_blocks_equal_layer_by_layer(name, dtype, batch):
     _assert_close(fused, plain, dtype)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("width", [4, 7, 9, 16, 28, 34])
+def test_pooling_epilogue_over_row_widths(width, dtype):
+    """The epilogue's 2x2 pooling takes rows of 8 and 4 outputs in vector lanes and
+    the last n % 4 as an overlapping group of 4 (rows of fewer than 4 one by one):
+    rows of 2, 3, 4, 8, 14 and 17 outputs, with NaNs, against the layers."""
+    rng = np.random.default_rng(6)
+    model = cynn.Sequential(*_blocks(dtype, rng)["conv-bn-cs-relu-pool"])
+    x = rng.standard_normal((2, 3, 6, width)).astype(dtype)
+    _settle(model, rng, x)
+    x[1, 0, 2, width // 2] = np.nan
+    fused, plain = _both(model, x)
+    np.testing.assert_array_equal(np.isnan(fused), np.isnan(plain))
+    finite = ~np.isnan(plain)
+    _assert_close(fused[finite], plain[finite], dtype)
+
+
 @pytest.mark.parametrize("build, shape", [
     (lambda: small_cnn((1, 8, 8), 10, random_state=0), (1, 8, 8)),
     (lambda: small_cnn((3, 12, 12), 4, random_state=0), (3, 12, 12)),

@@ -6,6 +6,7 @@
 #define CYNN_CONV_H
 
 #include "cynn_common.h"
+#include "pooling.h"   /* the 2x2 max-pooling lanes of the evaluation epilogue */
 
 /* Copy n contiguous values in 64-, 32- or 16-byte moves; a row that is not a
    multiple of the move ends with one move overlapping the previous one, instead
@@ -566,7 +567,8 @@ CYNN_KERNEL CYNN_WIDE void NAME(const T* restrict buf, Py_ssize_t ldb, Py_ssize_
             if (pkh == 2 && pkw == 2 && psw == 2) {                                    \
                 const T* restrict t0 = tmp;                                            \
                 const T* restrict t1 = tmp + wo;                                       \
-                for (int j = 0; j < qo; j++) {                                         \
+                for (int j = cynn_max2x2_lanes_##SFX(t0, t1, d, NULL, qo, 0, wo); j < qo; \
+                     j++) {                                                            \
                     T best = t0[2 * j], v;                                             \
                     _Bool take;                                                        \
                     v = t0[2 * j + 1];                                                 \

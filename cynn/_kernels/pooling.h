@@ -1,5 +1,6 @@
 /* MaxPool2d's C loops (pooling.pyx) for the common 2x2, stride 2, unpadded case,
-   where every window lies inside the plane and no two windows share an input. */
+   where every window lies inside the plane and no two windows share an input.  The
+   convolution's evaluation epilogue (conv.h) pools its rows with the same lanes. */
 #ifndef CYNN_POOLING_H
 #define CYNN_POOLING_H
 
@@ -92,7 +93,7 @@ static inline __attribute__((always_inline)) void NAME(const float* r0,         
     CYNN_MAX_TAKE_LANES(VF, VI, v, best, off, w + 1);                                  \
     idx = base + 2 * (ow + iota) + off;                                                \
     memcpy(o + ow, &best, sizeof best);                                                \
-    memcpy(a + ow, &idx, sizeof idx);                                                  \
+    if (a != NULL) memcpy(a + ow, &idx, sizeof idx);                                   \
 }
 
 /* L outputs' gradients from ow on: CYNN_MAX2X2_GRAD_ONE on L lanes, the left and
@@ -126,7 +127,8 @@ CYNN_MAX2X2_GRAD_LANES(cynn_max2x2_grad_lanes4, cynn_v16f, cynn_v16i, 4, CYNN_LA
 #endif /* CYNN_SHUFFLE */
 
 /* How many outputs of a row of n the float32 lanes took (the rest run one by one);
-   float64 runs one by one.  From 4 outputs up, the last n % 4 go through the 4 lanes
+   float64 runs one by one.  With a == NULL only the maxima are written (the
+   convolution's evaluation epilogue, conv.h).  From 4 outputs up, the last n % 4 go through the 4 lanes
    too, as the last 4 of the row, which recomputes a few outputs with the same result:
    one by one, GCC compiles the selects to branches, which on random activations
    mispredict so often that 2 such outputs cost as much as 16 in lanes (a zero-padded
