@@ -128,11 +128,12 @@ CYNN_MAX2X2_GRAD_LANES(cynn_max2x2_grad_lanes4, cynn_v16f, cynn_v16i, 4, CYNN_LA
 
 /* How many outputs of a row of n the float32 lanes took (the rest run one by one);
    float64 runs one by one.  With a == NULL only the maxima are written (the
-   convolution's evaluation epilogue, conv.h).  From 4 outputs up, the last n % 4 go through the 4 lanes
-   too, as the last 4 of the row, which recomputes a few outputs with the same result:
-   one by one, GCC compiles the selects to branches, which on random activations
-   mispredict so often that 2 such outputs cost as much as 16 in lanes (a zero-padded
-   copy instead stalls on forwarding the copy's stores to the vector loads). */
+   convolution's evaluation epilogue, conv.h).  From 4 outputs up, the last n % 4 go
+   through the 4 lanes too, as the last 4 of the row, which recomputes a few outputs
+   with the same result: one by one, GCC compiles the selects to branches, which on
+   random activations mispredict so often that 2 such outputs cost as much as 16 in
+   lanes (a zero-padded copy instead stalls on forwarding the copy's stores to the
+   vector loads).  The gradient's rows below take the same schedule. */
 static inline __attribute__((always_inline)) int cynn_max2x2_lanes_f(const float* r0,
         const float* r1, float* o, int* a, int n, int base, int w) {
     int ow = 0;
