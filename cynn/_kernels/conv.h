@@ -565,23 +565,7 @@ CYNN_KERNEL CYNN_WIDE void NAME(const T* restrict buf, Py_ssize_t ldb, Py_ssize_
             }                                                                          \
             T* restrict d = out + (f * po + i) * (Py_ssize_t)qo;                       \
             if (pkh == 2 && pkw == 2 && psw == 2) {                                    \
-                const T* restrict t0 = tmp;                                            \
-                const T* restrict t1 = tmp + wo;                                       \
-                for (int j = cynn_max2x2_lanes_##SFX(t0, t1, d, NULL, qo, 0, wo); j < qo; \
-                     j++) {                                                            \
-                    T best = t0[2 * j], v;                                             \
-                    _Bool take;                                                        \
-                    v = t0[2 * j + 1];                                                 \
-                    take = CYNN_MAX_TAKES(v, best);                                    \
-                    best = take ? v : best;                                            \
-                    v = t1[2 * j];                                                     \
-                    take = CYNN_MAX_TAKES(v, best);                                    \
-                    best = take ? v : best;                                            \
-                    v = t1[2 * j + 1];                                                 \
-                    take = CYNN_MAX_TAKES(v, best);                                    \
-                    best = take ? v : best;                                            \
-                    d[j] = best;                                                       \
-                }                                                                      \
+                cynn_max2x2_row_##SFX(tmp, tmp + wo, d, NULL, qo, 0, wo);               \
                 continue;                                                              \
             }                                                                          \
             for (int j = 0; j < qo; j++) {                                             \

@@ -26,7 +26,7 @@
         take = CYNN_MAX_TAKES(v, best);                                                \
         best = take ? v : best; off = take ? w + 1 : off;                              \
         o[ow] = best;                                                                  \
-        a[ow] = base + 2 * (ow) + off;                                                 \
+        if (a != NULL) a[ow] = base + 2 * (ow) + off;                                  \
     } while (0)
 
 /* Backward, one output at a time: each of the window's four inputs gets the output's
@@ -127,13 +127,13 @@ CYNN_MAX2X2_GRAD_LANES(cynn_max2x2_grad_lanes4, cynn_v16f, cynn_v16i, 4, CYNN_LA
 #endif /* CYNN_SHUFFLE */
 
 /* How many outputs of a row of n the float32 lanes took (the rest run one by one);
-   float64 runs one by one.  With a == NULL only the maxima are written (the
-   convolution's evaluation epilogue, conv.h).  From 4 outputs up, the last n % 4 go
-   through the 4 lanes too, as the last 4 of the row, which recomputes a few outputs
-   with the same result: one by one, GCC compiles the selects to branches, which on
-   random activations mispredict so often that 2 such outputs cost as much as 16 in
-   lanes (a zero-padded copy instead stalls on forwarding the copy's stores to the
-   vector loads).  The gradient's rows below take the same schedule. */
+   float64 runs one by one.  With a == NULL only the maxima are written.  From 4
+   outputs up, the last n % 4 go through the 4 lanes too, as the last 4 of the row,
+   which recomputes a few outputs with the same result: one by one, GCC compiles the
+   selects to branches, which on random activations mispredict so often that 2 such
+   outputs cost as much as 16 in lanes (a zero-padded copy instead stalls on
+   forwarding the copy's stores to the vector loads).  The gradient's rows below take
+   the same schedule. */
 static inline __attribute__((always_inline)) int cynn_max2x2_lanes_f(const float* r0,
         const float* r1, float* o, int* a, int n, int base, int w) {
     int ow = 0;
@@ -172,6 +172,18 @@ static inline __attribute__((always_inline)) int cynn_max2x2_grad_lanes_d(const 
     return 0;
 }
 
+/* One output row of n from input rows r0, r1 (base: r0's offset in its plane, w: the
+   plane's width); with a == NULL only the maxima (the convolution's evaluation
+   epilogue, conv.h). */
+#define CYNN_MAX2X2_ROW(NAME, T, SFX)                                                  \
+static inline __attribute__((always_inline)) void NAME(const T* r0, const T* r1,      \
+        T* o, int* a, int n, int base, int w) {                                        \
+    for (int ow = cynn_max2x2_lanes_##SFX(r0, r1, o, a, n, base, w); ow < n; ow++)     \
+        CYNN_MAX2X2_ONE(T, ow);                                                        \
+}
+
+CYNN_FLOAT_AND_DOUBLE(CYNN_MAX2X2_ROW, cynn_max2x2_row)
+
 /* One (n, c) plane of width `width`: out and argmax are ho x wo, with ho = H / 2 and
    wo = width / 2 (an odd last row or column belongs to no window).  The gradient
    writes every input of the plane: the windows' from dy, the odd last row and
@@ -179,16 +191,10 @@ static inline __attribute__((always_inline)) int cynn_max2x2_grad_lanes_d(const 
 #define CYNN_MAX2X2_PLANE(NAME, T, SFX)                                                \
 CYNN_KERNEL CYNN_WIDE void NAME(const T* x, Py_ssize_t width, T* out, int* argmax,     \
                                 Py_ssize_t ho, Py_ssize_t wo) {                        \
-    int n = (int)wo, w = (int)width;                                                   \
-    for (Py_ssize_t oh = 0; oh < ho; oh++) {                                           \
-        const T* r0 = x + 2 * oh * width;                                              \
-        const T* r1 = r0 + width;                                                      \
-        T* o = out + oh * wo;                                                          \
-        int* a = argmax + oh * wo;                                                     \
-        int base = (int)(2 * oh * width);                                              \
-        for (int ow = cynn_max2x2_lanes_##SFX(r0, r1, o, a, n, base, w); ow < n; ow++) \
-            CYNN_MAX2X2_ONE(T, ow);                                                    \
-    }                                                                                  \
+    for (Py_ssize_t oh = 0; oh < ho; oh++)                                             \
+        cynn_max2x2_row_##SFX(x + 2 * oh * width, x + (2 * oh + 1) * width,            \
+                              out + oh * wo, argmax + oh * wo, (int)wo,                \
+                              (int)(2 * oh * width), (int)width);                      \
 }                                                                                      \
 CYNN_KERNEL CYNN_WIDE void NAME##_grad(const T* dy_plane, const int* argmax,            \
         T* dx, Py_ssize_t height, Py_ssize_t width, Py_ssize_t ho, Py_ssize_t wo) {    \
