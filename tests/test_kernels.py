@@ -282,6 +282,57 @@ def test_conv2d_filter_vector_gradients_do_not_depend_on_the_thread_count(stride
             np.testing.assert_array_equal(got, want)
 
 
+def _has_64_byte_vectors():
+    from cynn._kernels import conv as kernels
+
+    try:
+        kernels.set_vector_bytes(kernels.set_vector_bytes(64))
+    except ValueError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _has_64_byte_vectors(), reason="the CPU has no 64-byte vectors")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", FILTER_CASES + [(2, 16, 48, 8, 8, (3, 3), (1, 1), (1, 1)),
+                                                 (3, 24, 40, 12, 10, (3, 3), (2, 2), (1, 1)),
+                                                 (2, 3, 16, 32, 32, (3, 3), (1, 1), (1, 1)),
+                                                 (2, 32, 64, 16, 16, (3, 3), (1, 1), (1, 1))])
+def test_conv2d_64_byte_vectors_give_the_32_byte_bits(case, dtype, rng, direct_conv):
+    """The direct kernels on 64-byte vectors (tiles of two blocks of filters for
+    float32, a last block alone when their number is odd) compute the same sums in
+    the same order as on 32-byte vectors: forward, input and weight gradients, bit for
+    bit, on both direct kernels' geometries."""
+    from cynn._kernels import conv as kernels
+
+    n, c, f, h, w, k, s, p = case
+    direct_conv(True)
+    conv = cynn.Conv2d(c, f, k, stride=s, padding=p, dtype=dtype, random_state=0)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    dy = rng.standard_normal(conv.forward(x).shape).astype(dtype)
+    runs = []
+    previous = kernels.vector_bytes()
+    try:
+        for width in (32, 64):
+            kernels.set_vector_bytes(width)
+            conv.zero_grad()
+            y = conv.forward(x)
+            dx = conv.backward(x, dy)
+            runs.append((y, dx, conv.gradW.copy(), conv.gradb.copy()))
+    finally:
+        kernels.set_vector_bytes(previous)
+    for got, want in zip(runs[1], runs[0]):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_conv2d_vector_width_is_checked():
+    from cynn._kernels import conv as kernels
+
+    with pytest.raises(ValueError, match="48"):
+        kernels.set_vector_bytes(48)
+    assert kernels.vector_bytes() in (32, 64)
+
+
 def test_conv2d_without_bias_matches_reference(rng):
     conv = cynn.Conv2d(2, 3, 3, bias=False, dtype=np.float64, random_state=0)
     x = rng.standard_normal((2, 2, 5, 4))

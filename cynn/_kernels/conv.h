@@ -127,13 +127,13 @@ CYNN_KERNEL void NAME(const T* restrict w, Py_ssize_t ldw, Py_ssize_t n_filters,
     for (int r = 0; r < FB; r++)                                                       \
         memcpy(buf + (blk * FB + r) * ldb + q, acc[r], R * sizeof(V));
 
-#define CYNN_DIRECT(NAME, T, SFX)                                                      \
-CYNN_KERNEL CYNN_WIDE void NAME(const T* restrict xp, Py_ssize_t channels,             \
+#define CYNN_DIRECT_VB(NAME, T, SFX, VB, ATTR)                                         \
+CYNN_KERNEL ATTR void NAME(const T* restrict xp, Py_ssize_t channels,                  \
         Py_ssize_t hp, Py_ssize_t wp, int kh, int kw, const T* restrict wpk,           \
         Py_ssize_t n_blocks, Py_ssize_t blk0, Py_ssize_t blk1, T* restrict buf,        \
         Py_ssize_t ldb, Py_ssize_t nq) {                                               \
-    enum { L = 32 / sizeof(T), FB = CYNN_DIRECT_FB, NV = CYNN_DIRECT_NV, Q = NV * L }; \
-    typedef cynn_v32##SFX V;                                                           \
+    enum { L = VB / sizeof(T), FB = CYNN_DIRECT_FB, NV = CYNN_DIRECT_NV, Q = NV * L }; \
+    typedef cynn_v##VB##SFX V;                                                         \
     Py_ssize_t taps = channels * kh * kw, plane = hp * wp;                             \
     const T* restrict bias = wpk + n_blocks * taps * FB;                               \
     /* positions per chunk: its input rows, C * (chunk + (kh - 1) * Wp) values, in
@@ -258,20 +258,27 @@ static inline __attribute__((always_inline)) void cynn_transpose_d(const cynn_v3
 #endif
 }
 
-/* Store a tile's accumulators r[k] (L filters at position k < NP, as vectors) as rows:
-   out[l * ld + k] = r[k][l] for the first nl filters and nk positions. */
+/* Store a tile held as T values, tile[k * FBT + f] for position k < NP and filter
+   f < FBT, as rows: o[f * ld + k] = tile[k * FBT + f] for the first nf filters and nk
+   positions, through transposes of blocks of H x H values (H = 32 / sizeof(T)). */
 #define CYNN_FDIRECT_STORE(NAME, T, SFX)                                               \
-static inline __attribute__((always_inline)) void NAME(const cynn_v32##SFX* r, int nk,  \
-        int nl, T* restrict o, Py_ssize_t ld) {                                        \
-    enum { L = 32 / sizeof(T), NP = 12 / (CYNN_FDIRECT_FB / L) };                       \
-    cynn_v32##SFX rows[L], c[L];                                                       \
-    for (int k = 0; k < L; k++) rows[k] = r[k < NP ? k : NP - 1];                      \
-    cynn_transpose_##SFX(rows, c);                                                     \
-    if (nk == NP && nl == L) {                                                         \
-        for (int l = 0; l < L; l++) memcpy(o + l * ld, &c[l], NP * sizeof(T));         \
-        return;                                                                        \
+static inline __attribute__((always_inline)) void NAME(const T* restrict tile, int np,  \
+        int fbt, int nk, int nf, T* restrict o, Py_ssize_t ld) {                       \
+    enum { H = 32 / sizeof(T) };                                                       \
+    for (int f0 = 0; f0 < nf; f0 += H) {                                               \
+        int nl = nf - f0 < H ? nf - f0 : H;                                            \
+        for (int k0 = 0; k0 < nk; k0 += H) {                                           \
+            int nr = nk - k0 < H ? nk - k0 : H;                                        \
+            cynn_v32##SFX rows[H], c[H];                                               \
+            for (int k = 0; k < H; k++) {                                              \
+                int kk = k0 + k < np ? k0 + k : np - 1;                                \
+                memcpy(&rows[k], tile + (Py_ssize_t)kk * fbt + f0, sizeof rows[k]);    \
+            }                                                                          \
+            cynn_transpose_##SFX(rows, c);                                             \
+            T* restrict d = o + (Py_ssize_t)f0 * ld + k0;                              \
+            for (int l = 0; l < nl; l++) memcpy(d + l * ld, &c[l], (size_t)nr * sizeof(T)); \
+        }                                                                              \
     }                                                                                  \
-    for (int l = 0; l < nl; l++) memcpy(o + l * ld, &c[l], (size_t)nk * sizeof(T));    \
 }
 
 /* dyt (P, ldt) = dy (F, P) of one sample transposed, zero in the columns F..ldt: the
@@ -299,23 +306,58 @@ CYNN_KERNEL CYNN_WIDE void NAME(const T* restrict dy, Py_ssize_t n_filters,     
     }                                                                                  \
 }
 
+/* One tile of CYNN_FDIRECT_WGRAD_VB: NT taps by NB blocks of FB filters from block blk. */
+#define CYNN_FDIRECT_WGRAD_TILE(NB, T)                                                 \
+    {                                                                                  \
+        V acc[NT][NB * NVF];                                                           \
+        for (int k = 0; k < NT; k++)                                                   \
+            for (int v = 0; v < NB * NVF; v++) acc[k][v] = (V){0};                     \
+        const T* restrict d = dyt + blk * FB;                                          \
+        for (int oh = 0; oh < ho; oh++) {                                              \
+            Py_ssize_t ro = (Py_ssize_t)oh * sh * wp;                                  \
+            for (int ow = 0; ow < wo; ow++, d += ldt) {                                \
+                Py_ssize_t o = ro + (Py_ssize_t)ow * sw;                               \
+                V dv[NB * NVF];                                                        \
+                for (int v = 0; v < NB * NVF; v++) memcpy(&dv[v], d + v * L, sizeof(V)); \
+                for (int k = 0; k < NT; k++) {                                         \
+                    T s = xt[k][o];                                                    \
+                    for (int v = 0; v < NB * NVF; v++) acc[k][v] += dv[v] * s;         \
+                }                                                                      \
+            }                                                                          \
+        }                                                                              \
+        int nf = n_filters - blk * FB < NB * FB ? (int)(n_filters - blk * FB) : NB * FB; \
+        for (int k = 0; k < nt; k++) {                                                 \
+            T* restrict pr = part + (t0 + k) * n_filters + blk * FB;                   \
+            if (nf == NB * FB) {                                                       \
+                for (int v = 0; v < NB * NVF; v++) {                                   \
+                    V a;                                                               \
+                    memcpy(&a, pr + v * L, sizeof a);                                  \
+                    a += acc[k][v];                                                    \
+                    memcpy(pr + v * L, &a, sizeof a);                                  \
+                }                                                                      \
+            } else {                                                                   \
+                for (int l = 0; l < nf; l++) pr[l] += acc[k][l / L][l % L];            \
+            }                                                                          \
+        }                                                                              \
+    }
+
 /* The weight gradient vectorized over filters, for any stride, one padded sample:
    part[t * F + f] += sum_p xp[off(t) + base(p)] * dyt[p * ldt + f] over the Ho * Wo
    positions p = oh * Wo + ow, base(p) = oh * sh * Wp + ow * sw, for the taps
    t = (c * kh + i) * kw + j, off(t) = c * Hp * Wp + i * Wp + j, and with a bias
    part[K * F + f] += sum_p dyt[p * ldt + f].  dyt is dy transposed
-   (CYNN_TRANSPOSE_DY), ldt a multiple of FB.  A tile of NT taps by FB filters keeps
-   its NT * FB / L sums in registers over all the positions: each dy vector is loaded
-   once for the NT taps and each input value broadcast to the FB filters, and no sum
-   is ever reduced across lanes.  Each sum runs over the positions in order, then is
-   added to part. */
-#define CYNN_FDIRECT_WGRAD(NAME, T, SFX)                                               \
-CYNN_KERNEL CYNN_WIDE void NAME(const T* restrict xp, Py_ssize_t channels,             \
+   (CYNN_TRANSPOSE_DY), ldt a multiple of FB.  A tile of NT taps by one or NBM blocks
+   of FB filters keeps its sums in registers over all the positions: each dy vector is
+   loaded once for the NT taps and each input value broadcast to the filters, and no
+   sum is ever reduced across lanes.  Each sum runs over the positions in order, then
+   is added to part, whatever the tile. */
+#define CYNN_FDIRECT_WGRAD_VB(NAME, T, SFX, VB, NT_, NBM, ATTR)                        \
+CYNN_KERNEL ATTR void NAME(const T* restrict xp, Py_ssize_t channels,                  \
         Py_ssize_t hp, Py_ssize_t wp, int kh, int kw, int sh, int sw, int ho, int wo,  \
         const T* restrict dyt, Py_ssize_t ldt, Py_ssize_t n_filters, int has_bias,     \
         T* restrict part) {                                                            \
-    enum { L = 32 / sizeof(T), FB = CYNN_FDIRECT_FB, NVF = FB / L, NT = 12 / NVF };    \
-    typedef cynn_v32##SFX V;                                                           \
+    enum { L = VB / sizeof(T), FB = CYNN_FDIRECT_FB, NVF = FB / L, NT = NT_ };         \
+    typedef cynn_v##VB##SFX V;                                                         \
     Py_ssize_t taps = channels * kh * kw, plane = hp * wp, per_c = (Py_ssize_t)kh * kw; \
     Py_ssize_t blocks = (n_filters + FB - 1) / FB;                                     \
     for (Py_ssize_t t0 = 0; t0 < taps; t0 += NT) {                                     \
@@ -325,36 +367,13 @@ CYNN_KERNEL CYNN_WIDE void NAME(const T* restrict xp, Py_ssize_t channels,      
             Py_ssize_t t = t0 + (k < nt ? k : nt - 1), c = t / per_c, r = t - c * per_c; \
             xt[k] = xp + c * plane + (r / kw) * wp + r % kw;                           \
         }                                                                              \
-        for (Py_ssize_t blk = 0; blk < blocks; blk++) {                                \
-            V acc[NT][NVF];                                                            \
-            for (int k = 0; k < NT; k++)                                               \
-                for (int v = 0; v < NVF; v++) acc[k][v] = (V){0};                      \
-            const T* restrict d = dyt + blk * FB;                                      \
-            for (int oh = 0; oh < ho; oh++) {                                          \
-                Py_ssize_t ro = (Py_ssize_t)oh * sh * wp;                              \
-                for (int ow = 0; ow < wo; ow++, d += ldt) {                            \
-                    Py_ssize_t o = ro + (Py_ssize_t)ow * sw;                           \
-                    V dv[NVF];                                                         \
-                    for (int v = 0; v < NVF; v++) memcpy(&dv[v], d + v * L, sizeof(V)); \
-                    for (int k = 0; k < NT; k++) {                                     \
-                        T s = xt[k][o];                                                \
-                        for (int v = 0; v < NVF; v++) acc[k][v] += dv[v] * s;          \
-                    }                                                                  \
-                }                                                                      \
-            }                                                                          \
-            int nf = n_filters - blk * FB < FB ? (int)(n_filters - blk * FB) : FB;     \
-            for (int k = 0; k < nt; k++) {                                             \
-                T* restrict pr = part + (t0 + k) * n_filters + blk * FB;               \
-                if (nf == FB) {                                                        \
-                    for (int v = 0; v < NVF; v++) {                                    \
-                        V a;                                                           \
-                        memcpy(&a, pr + v * L, sizeof a);                              \
-                        a += acc[k][v];                                                \
-                        memcpy(pr + v * L, &a, sizeof a);                              \
-                    }                                                                  \
-                } else {                                                               \
-                    for (int l = 0; l < nf; l++) pr[l] += acc[k][l / L][l % L];        \
-                }                                                                      \
+        for (Py_ssize_t blk = 0; blk < blocks;) {                                      \
+            if (NBM == 2 && blk + 1 < blocks) {                                        \
+                CYNN_FDIRECT_WGRAD_TILE(2, T)                                          \
+                blk += 2;                                                              \
+            } else {                                                                   \
+                CYNN_FDIRECT_WGRAD_TILE(1, T)                                          \
+                blk += 1;                                                              \
             }                                                                          \
         }                                                                              \
     }                                                                                  \
@@ -375,13 +394,47 @@ CYNN_KERNEL CYNN_WIDE void NAME(const T* restrict xp, Py_ssize_t channels,      
     }                                                                                  \
 }
 
-#define CYNN_FDIRECT(NAME, T, SFX)                                                     \
-CYNN_KERNEL CYNN_WIDE void NAME(const T* restrict xp, Py_ssize_t channels,             \
+/* One tile of CYNN_FDIRECT_VB: NP positions from p0 by NB blocks of FB filters from
+   block blk (block b's packed weights at wb + b * taps * FB). */
+#define CYNN_FDIRECT_TILE(NB, T, SFX)                                                     \
+    {                                                                                  \
+        V acc[NP][NB * NVF];                                                           \
+        for (int b = 0; b < NB; b++)                                                   \
+            for (int v = 0; v < NVF; v++) {                                            \
+                V bv;                                                                  \
+                memcpy(&bv, bias + (blk + b) * FB + v * L, sizeof bv);                 \
+                for (int k = 0; k < NP; k++) acc[k][b * NVF + v] = bv;                 \
+            }                                                                          \
+        const T* restrict w = wb;                                                      \
+        for (Py_ssize_t c = 0; c < channels; c++) {                                    \
+            Py_ssize_t oc = c * plane;                                                 \
+            for (int i = 0; i < kh; i++) {                                             \
+                Py_ssize_t oi = oc + (Py_ssize_t)i * wp;                               \
+                for (int j = 0; j < kw; j++, w += FB) {                                \
+                    V wv[NB * NVF];                                                    \
+                    for (int b = 0; b < NB; b++)                                       \
+                        for (int v = 0; v < NVF; v++)                                  \
+                            memcpy(&wv[b * NVF + v], w + b * taps * FB + v * L, sizeof(V)); \
+                    for (int k = 0; k < NP; k++) {                                     \
+                        T s = px[k][oi + j];                                           \
+                        for (int v = 0; v < NB * NVF; v++) acc[k][v] += wv[v] * s;     \
+                    }                                                                  \
+                }                                                                      \
+            }                                                                          \
+        }                                                                              \
+        int nf = n_filters - blk * FB < NB * FB ? (int)(n_filters - blk * FB) : NB * FB; \
+        T tile[NP * NB * FB];                                                          \
+        memcpy(tile, acc, sizeof tile);                                                \
+        cynn_fdirect_store_##SFX(tile, NP, NB * FB, nk, nf, out + blk * FB * ldo + p0, ldo); \
+    }
+
+#define CYNN_FDIRECT_VB(NAME, T, SFX, VB, NP_, NBM, ATTR)                              \
+CYNN_KERNEL ATTR void NAME(const T* restrict xp, Py_ssize_t channels,                  \
         Py_ssize_t hp, Py_ssize_t wp, int kh, int kw, int sh, int sw, int ho, int wo,  \
         const T* restrict wpk, Py_ssize_t n_filters, Py_ssize_t blk0, Py_ssize_t blk1, \
         T* restrict out, Py_ssize_t ldo) {                                             \
-    enum { L = 32 / sizeof(T), FB = CYNN_FDIRECT_FB, NVF = FB / L, NP = 12 / NVF };    \
-    typedef cynn_v32##SFX V;                                                           \
+    enum { L = VB / sizeof(T), FB = CYNN_FDIRECT_FB, NVF = FB / L, NP = NP_ };         \
+    typedef cynn_v##VB##SFX V;                                                         \
     Py_ssize_t taps = channels * kh * kw, plane = hp * wp, pe = (Py_ssize_t)ho * wo;   \
     Py_ssize_t blocks = (n_filters + FB - 1) / FB;                                     \
     const T* restrict bias = wpk + blocks * taps * FB;                                 \
@@ -392,9 +445,9 @@ CYNN_KERNEL CYNN_WIDE void NAME(const T* restrict xp, Py_ssize_t channels,      
     chunk = chunk < NP ? NP : chunk;                                                   \
     for (Py_ssize_t c0 = 0; c0 < pe; c0 += chunk) {                                    \
         Py_ssize_t c1 = c0 + chunk < pe ? c0 + chunk : pe;                             \
-        for (Py_ssize_t blk = blk0; blk < blk1; blk++) {                               \
+        for (Py_ssize_t blk = blk0; blk < blk1;) {                                     \
             const T* restrict wb = wpk + blk * taps * FB;                              \
-            int nf = n_filters - blk * FB < FB ? (int)(n_filters - blk * FB) : FB;     \
+            int nb = NBM == 2 && blk + 1 < blk1 ? 2 : 1;                               \
             for (Py_ssize_t p0 = c0; p0 < c1; p0 += NP) {                              \
                 int nk = c1 - p0 < NP ? (int)(c1 - p0) : NP;                           \
                 const T* px[NP];                                                       \
@@ -404,38 +457,13 @@ CYNN_KERNEL CYNN_WIDE void NAME(const T* restrict xp, Py_ssize_t channels,      
                         px[k] = xp + (Py_ssize_t)oh * sh * wp + (Py_ssize_t)ow * sw;   \
                         if (++ow == wo) { ow = 0; oh++; }                              \
                     } else {                                                           \
-                        px[k] = px[k - 1];                                             \
+                        px[k] = k > 0 ? px[k - 1] : xp;                               \
                     }                                                                  \
                 }                                                                      \
-                V acc[NP][NVF];                                                        \
-                for (int v = 0; v < NVF; v++) {                                        \
-                    V b;                                                               \
-                    memcpy(&b, bias + blk * FB + v * L, sizeof b);                     \
-                    for (int k = 0; k < NP; k++) acc[k][v] = b;                        \
-                }                                                                      \
-                const T* restrict w = wb;                                              \
-                for (Py_ssize_t c = 0; c < channels; c++) {                            \
-                    Py_ssize_t oc = c * plane;                                         \
-                    for (int i = 0; i < kh; i++) {                                     \
-                        Py_ssize_t oi = oc + (Py_ssize_t)i * wp;                       \
-                        for (int j = 0; j < kw; j++, w += FB) {                        \
-                            V wv[NVF];                                                 \
-                            for (int v = 0; v < NVF; v++)                              \
-                                memcpy(&wv[v], w + v * L, sizeof(V));                  \
-                            for (int k = 0; k < NP; k++) {                             \
-                                T s = px[k][oi + j];                                   \
-                                for (int v = 0; v < NVF; v++) acc[k][v] += wv[v] * s;  \
-                            }                                                          \
-                        }                                                              \
-                    }                                                                  \
-                }                                                                      \
-                for (int v = 0; v < NVF && v * L < nf; v++) {                          \
-                    V col[NP];                                                         \
-                    for (int k = 0; k < NP; k++) col[k] = acc[k][v];                   \
-                    cynn_fdirect_store_##SFX(col, nk, nf - v * L < L ? nf - v * L : L, \
-                                             out + (blk * FB + v * L) * ldo + p0, ldo); \
-                }                                                                      \
+                if (NBM == 2 && nb == 2) CYNN_FDIRECT_TILE(2, T, SFX)                       \
+                else CYNN_FDIRECT_TILE(1, T, SFX)                                           \
             }                                                                          \
+            blk += nb;                                                                 \
         }                                                                              \
     }                                                                                  \
 }
@@ -580,6 +608,38 @@ CYNN_KERNEL CYNN_WIDE void NAME(const T* restrict buf, Py_ssize_t ldb, Py_ssize_
                 d[j] = best;                                                           \
             }                                                                          \
         }                                                                              \
+}
+
+
+/* Each filter-vector kernel twice, 32- and 64-byte vectors (tiles of 12 and 24 vector
+   sums: the 64-byte one has 32 vector registers), and the one the caller names picks
+   by cynn_v64_enabled (cynn_common.h).  The same sums in the same order either way. */
+#define CYNN_DIRECT(NAME, T, SFX)                                                      \
+CYNN_DIRECT_VB(NAME##_y, T, SFX, 32, CYNN_WIDE)                                        \
+CYNN_DIRECT_VB(NAME##_z, T, SFX, 64, CYNN_V64)                                         \
+CYNN_KERNEL void NAME(const T* xp, Py_ssize_t channels, Py_ssize_t hp, Py_ssize_t wp,   \
+        int kh, int kw, const T* wpk, Py_ssize_t n_blocks, Py_ssize_t blk0,            \
+        Py_ssize_t blk1, T* buf, Py_ssize_t ldb, Py_ssize_t nq) {                      \
+    (cynn_v64_enabled ? NAME##_z : NAME##_y)(xp, channels, hp, wp, kh, kw, wpk, n_blocks, \
+        blk0, blk1, buf, ldb, nq);                                                     \
+}
+#define CYNN_FDIRECT(NAME, T, SFX)                                                     \
+CYNN_FDIRECT_VB(NAME##_y, T, SFX, 32, 12 * 32 / CYNN_FDIRECT_FB / (int)sizeof(T), 1, CYNN_WIDE)                                   \
+CYNN_FDIRECT_VB(NAME##_z, T, SFX, 64, 12, sizeof(T) == 4 ? 2 : 1, CYNN_V64)                                    \
+CYNN_KERNEL void NAME(const T* xp, Py_ssize_t channels, Py_ssize_t hp, Py_ssize_t wp,   \
+        int kh, int kw, int sh, int sw, int ho, int wo, const T* wpk,                  \
+        Py_ssize_t n_filters, Py_ssize_t blk0, Py_ssize_t blk1, T* out, Py_ssize_t ldo) { \
+    (cynn_v64_enabled ? NAME##_z : NAME##_y)(xp, channels, hp, wp, kh, kw, sh, sw, ho, \
+        wo, wpk, n_filters, blk0, blk1, out, ldo);                                     \
+}
+#define CYNN_FDIRECT_WGRAD(NAME, T, SFX)                                               \
+CYNN_FDIRECT_WGRAD_VB(NAME##_y, T, SFX, 32, 12 * 32 / CYNN_FDIRECT_FB / (int)sizeof(T), 1, CYNN_WIDE)                             \
+CYNN_FDIRECT_WGRAD_VB(NAME##_z, T, SFX, 64, 12, sizeof(T) == 4 ? 2 : 1, CYNN_V64)                              \
+CYNN_KERNEL void NAME(const T* xp, Py_ssize_t channels, Py_ssize_t hp, Py_ssize_t wp,   \
+        int kh, int kw, int sh, int sw, int ho, int wo, const T* dyt, Py_ssize_t ldt,  \
+        Py_ssize_t n_filters, int has_bias, T* part) {                                 \
+    (cynn_v64_enabled ? NAME##_z : NAME##_y)(xp, channels, hp, wp, kh, kw, sh, sw, ho, \
+        wo, dyt, ldt, n_filters, has_bias, part);                                      \
 }
 
 CYNN_FLOAT_AND_DOUBLE(CYNN_COPY_ROW, cynn_copy_row)

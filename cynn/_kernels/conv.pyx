@@ -42,6 +42,8 @@ from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 
 cdef extern from "cynn_common.h":
+    int cynn_v64_enabled
+    int cynn_v64_init()
     int CYNN_HAVE_OPENMP
     int CYNN_DEBUG_BUILD
     int CYNN_SANITIZE_BUILD
@@ -221,14 +223,16 @@ cdef inline Py_ssize_t _block(Py_ssize_t k, int ho, int wo, size_t itemsize) noe
 
 cdef inline Py_ssize_t _direct_positions(const Geom* g, size_t itemsize) noexcept nogil:
     """nq: the direct kernel's wide output grid, Ho * Wp positions rounded up to a
-    vector (its last tile is narrower when nq is not a multiple of the tile)."""
-    cdef Py_ssize_t q = 32 // itemsize
+    64-byte vector, the widest it runs on (its last tile is narrower when nq is not a
+    multiple of the tile)."""
+    cdef Py_ssize_t q = 64 // itemsize
     return (g.ho * g.wp + q - 1) // q * q
 
 
 cdef inline Py_ssize_t _direct_slack(const Geom* g, size_t itemsize) noexcept nogil:
-    """Values past the padded sample that the direct kernel's last tile reads."""
-    return CYNN_DIRECT_NV * (32 // itemsize) + g.kw
+    """Values past the padded sample that the direct kernel's last tile reads, on
+    64-byte vectors."""
+    return CYNN_DIRECT_NV * (64 // itemsize) + g.kw
 
 
 cdef inline Py_ssize_t _blocks(Py_ssize_t n_filters) noexcept nogil:
@@ -295,6 +299,28 @@ def set_direct(bint enabled):
 def set_filter_direct(bint enabled):
     """Turn the filter-vector direct kernel on or off; returns the previous setting."""
     return _swap(&_filters_enabled, enabled)
+
+
+cdef int _v64_supported = cynn_v64_init()
+
+
+def vector_bytes():
+    """The width of the vectors the filter-vector kernels run on: 64 on a CPU with
+    AVX-512 (x86-64-v4), else 32."""
+    return 64 if cynn_v64_enabled else 32
+
+
+def set_vector_bytes(int n):
+    """Run the filter-vector kernels on 32- or 64-byte vectors (64 only where the CPU
+    has them; the same results either way); returns the previous width."""
+    global cynn_v64_enabled
+    if n not in (32, 64):
+        raise ValueError(f"vector width must be 32 or 64 bytes, got {n!r}")
+    if n == 64 and not _v64_supported:
+        raise ValueError("this CPU has no 64-byte vectors (x86-64-v4)")
+    old = vector_bytes()
+    cynn_v64_enabled = n == 64
+    return old
 
 
 # The direct weight gradient sums over the wide grid, one tile of filters and taps at a
