@@ -18,7 +18,9 @@ per filter (C * kh * kw), at any stride, the forward pass, the input gradient as
 correlation and the weight gradient run on kernels vectorized over blocks of 16
 filters (``_FILTERS``); with fewer taps the stride-1 forward pass and correlation run
 on the wide-grid kernel (``_WIDE``).  ``set_direct(False)`` and
-``set_filter_direct(False)`` turn them off, to compare.
+``set_filter_direct(False)`` turn them off, to compare.  Both run on 64-byte vectors
+where the CPU has them (``vector_bytes``), else on 32-byte ones, with the same sums
+in the same order.
 ``conv2d_backward`` computes the input gradient and the weight gradient's partial sums
 in one pass over the samples, so each dy[n] comes from memory once; for F <= 2C it can
 compute the input gradient as the forward convolution of dy with the flipped kernel
