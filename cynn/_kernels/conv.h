@@ -506,35 +506,28 @@ CYNN_KERNEL CYNN_WIDE void NAME(const T* restrict buf, Py_ssize_t ldb, Py_ssize_
    input vector loaded once for the tile; each sum is reduced across its lanes in a
    fixed order.  dyw has rows up to a multiple of WB (the padding rows zero, their
    sums never stored), and xp is readable for L + kw values past its planes. */
-enum { CYNN_WGRAD_WB = 3, CYNN_WGRAD_TB = 3 };
-#define CYNN_DIRECT_WGRAD(NAME, T, SFX)                                                \
-CYNN_KERNEL CYNN_WIDE void NAME(const T* restrict xp, const Py_ssize_t* restrict off,    \
+#define CYNN_DIRECT_WGRAD_VB(NAME, T, SFX, VB, WB_, TB_, ATTR)                         \
+CYNN_KERNEL ATTR void NAME(const T* restrict xp, const Py_ssize_t* restrict off,         \
         Py_ssize_t taps, const T* restrict dyw, Py_ssize_t ldd, Py_ssize_t n_filters,  \
         Py_ssize_t nq, int has_bias, T* restrict part) {                               \
-    enum { L = 32 / sizeof(T), WB = CYNN_WGRAD_WB, TB = CYNN_WGRAD_TB };               \
-    typedef cynn_v32##SFX V;                                                           \
+    enum { L = VB / sizeof(T), WB = WB_, TB = TB_ };                                   \
+    typedef cynn_v##VB##SFX V;                                                         \
     for (Py_ssize_t t0 = 0; t0 < taps; t0 += TB) {                                     \
         int nt = taps - t0 < TB ? (int)(taps - t0) : TB;                               \
-        const T* x0 = xp + off[t0];                                                    \
-        const T* x1 = xp + off[t0 + (nt > 1)];                                         \
-        const T* x2 = xp + off[t0 + (nt > 2) * 2];                                     \
+        const T* xt[TB];                                                               \
+        for (int k = 0; k < TB; k++) xt[k] = xp + off[t0 + (k < nt ? k : nt - 1)];    \
         for (Py_ssize_t f0 = 0; f0 < n_filters; f0 += WB) {                            \
-            const T* restrict d0 = dyw + f0 * ldd;                                     \
-            const T* restrict d1 = d0 + ldd;                                           \
-            const T* restrict d2 = d1 + ldd;                                           \
-            V s00 = {0}, s01 = {0}, s02 = {0}, s10 = {0}, s11 = {0}, s12 = {0};        \
-            V s20 = {0}, s21 = {0}, s22 = {0};                                         \
+            const T* restrict d = dyw + f0 * ldd;                                      \
+            V sums[WB][TB];                                                            \
+            for (int r = 0; r < WB; r++)                                               \
+                for (int k = 0; k < TB; k++) sums[r][k] = (V){0};                      \
             for (Py_ssize_t q = 0; q < nq; q += L) {                                   \
-                V a, b, c, u, v, w;                                                    \
-                memcpy(&a, x0 + q, sizeof a); memcpy(&b, x1 + q, sizeof b);            \
-                memcpy(&c, x2 + q, sizeof c);                                          \
-                memcpy(&u, d0 + q, sizeof u); memcpy(&v, d1 + q, sizeof v);            \
-                memcpy(&w, d2 + q, sizeof w);                                          \
-                s00 += u * a; s01 += u * b; s02 += u * c;                              \
-                s10 += v * a; s11 += v * b; s12 += v * c;                              \
-                s20 += w * a; s21 += w * b; s22 += w * c;                              \
+                V xv[TB], dv[WB];                                                      \
+                for (int k = 0; k < TB; k++) memcpy(&xv[k], xt[k] + q, sizeof(V));     \
+                for (int r = 0; r < WB; r++) memcpy(&dv[r], d + r * ldd + q, sizeof(V)); \
+                for (int r = 0; r < WB; r++)                                           \
+                    for (int k = 0; k < TB; k++) sums[r][k] += dv[r] * xv[k];          \
             }                                                                          \
-            V sums[WB][TB] = {{s00, s01, s02}, {s10, s11, s12}, {s20, s21, s22}};      \
             for (int r = 0; r < WB && f0 + r < n_filters; r++)                         \
                 for (int k = 0; k < nt; k++) {                                         \
                     T acc = 0;                                                         \
@@ -554,6 +547,21 @@ CYNN_KERNEL CYNN_WIDE void NAME(const T* restrict xp, const Py_ssize_t* restrict
             for (int l = 0; l < L; l++) acc += s[l];                                   \
             part[taps * n_filters + f] += acc;                                         \
         }                                                                              \
+}
+
+/* The wide-grid weight gradient on 32-byte vectors, tiles of 3 filters by 3 taps, or
+   with ``v64`` on 64-byte ones, tiles of 4 filters by 5 taps (32 vector registers):
+   dyw's rows padded to a multiple of cynn_wgrad_wb(v64), nq a multiple of the vector.
+   Each sum is reduced across the vector's lanes, so the two widths may round
+   differently (each is the same for any thread count). */
+static inline __attribute__((unused)) int cynn_wgrad_wb(int v64) { return v64 ? 4 : 3; }
+#define CYNN_DIRECT_WGRAD(NAME, T, SFX)                                                \
+CYNN_DIRECT_WGRAD_VB(NAME##_y, T, SFX, 32, 3, 3, CYNN_WIDE)                            \
+CYNN_DIRECT_WGRAD_VB(NAME##_z, T, SFX, 64, 4, 5, CYNN_V64)                             \
+CYNN_KERNEL void NAME(const T* xp, const Py_ssize_t* off, Py_ssize_t taps, const T* dyw, \
+        Py_ssize_t ldd, Py_ssize_t n_filters, Py_ssize_t nq, int has_bias, T* part,     \
+        int v64) {                                                                     \
+    (v64 ? NAME##_z : NAME##_y)(xp, off, taps, dyw, ldd, n_filters, nq, has_bias, part); \
 }
 
 /* dyw (rows f < F padded to ``rows``, ldd) = dy (F, Ho, Wo) of one sample on the wide

@@ -124,13 +124,13 @@ cdef extern from "conv.h":
     void cynn_wide_store_d(const double* buf, Py_ssize_t ldb, Py_ssize_t pitch, Py_ssize_t f0,
                            Py_ssize_t f1, int ho, int wo, const double* add, int relu,
                            double* out) noexcept nogil
-    int CYNN_WGRAD_WB
+    int cynn_wgrad_wb(int v64) noexcept nogil
     void cynn_direct_wgrad_f(const float* xp, const Py_ssize_t* off, Py_ssize_t taps,
                              const float* dyw, Py_ssize_t ldd, Py_ssize_t n_filters,
-                             Py_ssize_t nq, int has_bias, float* part) noexcept nogil
+                             Py_ssize_t nq, int has_bias, float* part, int v64) noexcept nogil
     void cynn_direct_wgrad_d(const double* xp, const Py_ssize_t* off, Py_ssize_t taps,
                              const double* dyw, Py_ssize_t ldd, Py_ssize_t n_filters,
-                             Py_ssize_t nq, int has_bias, double* part) noexcept nogil
+                             Py_ssize_t nq, int has_bias, double* part, int v64) noexcept nogil
     void cynn_to_wide_f(const float* dy, Py_ssize_t n_filters, int ho, int wo, Py_ssize_t wp,
                         Py_ssize_t rows, Py_ssize_t ldd, float* dyw) noexcept nogil
     void cynn_to_wide_d(const double* dy, Py_ssize_t n_filters, int ho, int wo, Py_ssize_t wp,
@@ -334,6 +334,12 @@ def set_vector_bytes(int n):
 cdef enum:
     _WGRAD_MIN_POSITIONS = 512
 
+# On 64-byte vectors a filter-vector tile over one block of 16 filters takes one
+# broadcast per multiply-add, and the loads bound it; the wide-grid weight gradient
+# (tiles of 4 filters by 5 taps) is faster there, on the same large planes.
+cdef enum:
+    _WGRAD_WIDE_MAX_FILTERS = 16
+
 # The training and layer-by-layer forward pass takes the direct kernel only on planes of
 # this many wide-grid positions: at 8x8 (80) the GEMM is faster (64 channels, batch
 # 128: 116 against 104 GFLOP/s; 32 channels 128 against 102), at 12x12 (168) and up the
@@ -376,6 +382,30 @@ cdef inline int _kind(const Geom* g, bint small_planes) noexcept nogil:
     if _direct(g) and small_planes:
         return _WIDE
     return _GEMM
+
+
+cdef inline int _kind_params(const Geom* g, Py_ssize_t n_filters, bint v64) noexcept nogil:
+    """The weight gradient's kernel: the filter-vector kernel from
+    CYNN_FDIRECT_MIN_TAPS taps, except on 64-byte vectors for at most
+    _WGRAD_WIDE_MAX_FILTERS filters on large stride-1 planes; else the wide-grid
+    correlation on stride-1 planes of _WGRAD_MIN_POSITIONS wide positions; else the
+    GEMM."""
+    cdef bint wide = _direct(g) and g.ho * g.wp >= _WGRAD_MIN_POSITIONS
+    if (_filters_enabled and _direct_enabled
+            and g.channels * g.kh * g.kw >= CYNN_FDIRECT_MIN_TAPS
+            and not (v64 and wide and n_filters <= _WGRAD_WIDE_MAX_FILTERS)):
+        return _FILTERS
+    return _WIDE if wide else _GEMM
+
+
+def weight_grad_kernel(Py_ssize_t channels, Py_ssize_t height, Py_ssize_t width, int kh,
+                       int kw, int sh, int sw, int ph, int pw, Py_ssize_t n_filters):
+    """Which kernel ``conv2d_backward`` runs for the weight gradient of this geometry and
+    number of filters, on the current vector width: "gemm", "wide" or "filters"."""
+    cdef int ho = (<int> height + 2 * ph - kh) // sh + 1
+    cdef int wo = (<int> width + 2 * pw - kw) // sw + 1
+    cdef Geom g = _geom(channels, height, width, kh, kw, sh, sw, ph, pw, ho, wo)
+    return ("gemm", "wide", "filters")[_kind_params(&g, n_filters, cynn_v64_enabled)]
 
 
 def forward_kernel(Py_ssize_t channels, Py_ssize_t height, Py_ssize_t width, int kh, int kw,
@@ -510,14 +540,16 @@ cdef void _grad_input_sample(const floating* weight, Py_ssize_t n_filters, const
 
 cdef void _grad_params_sample(const floating* xs, const floating* dy, const Geom* g,
                               Py_ssize_t n_filters, bint has_bias, floating* col, floating* xp,
-                              floating* part, const Py_ssize_t* off, int kind) noexcept nogil:
+                              floating* part, const Py_ssize_t* off, int kind,
+                              bint v64) noexcept nogil:
     """part (K + has_bias, F) += [im2col(xs); 1] @ dy^T: with ``kind`` _FILTERS by the
     filter-vector kernel, else with the tap offsets ``off`` (stride 1) as the wide-grid
-    kernel's correlation of the padded sample with dy, else by im2col + GEMM."""
+    kernel's correlation of the padded sample with dy (on 64-byte vectors with
+    ``v64``), else by im2col + GEMM."""
     cdef Py_ssize_t kk = g.channels * g.kh * g.kw + has_bias
     cdef int rows = _chunk_rows(kk, g.ho, g.wo, sizeof(floating)), oh0 = 0, oh1
     cdef int p = g.ho * g.wo
-    cdef Py_ssize_t lanes = 32 // sizeof(floating), nqw, wrows
+    cdef Py_ssize_t lanes = (64 if v64 else 32) // sizeof(floating), nqw, wrows
     cdef Py_ssize_t ldt = _kind_blocks(n_filters, _FILTERS) * CYNN_FDIRECT_FB
     _pad_sample(xs, g, xp)
     if kind == _FILTERS:
@@ -534,15 +566,15 @@ cdef void _grad_params_sample(const floating* xs, const floating* dy, const Geom
         memset(xp + g.channels * g.hp * g.wp, 0,
                _direct_slack(g, sizeof(floating)) * sizeof(floating))
         nqw = (g.ho * g.wp + lanes - 1) // lanes * lanes
-        wrows = (n_filters + CYNN_WGRAD_WB - 1) // CYNN_WGRAD_WB * CYNN_WGRAD_WB
+        wrows = (n_filters + cynn_wgrad_wb(v64) - 1) // cynn_wgrad_wb(v64) * cynn_wgrad_wb(v64)
         if floating is float:
             cynn_to_wide_f(dy, n_filters, g.ho, g.wo, g.wp, wrows, nqw, col)
             cynn_direct_wgrad_f(xp, off, kk - has_bias, col, nqw, n_filters, nqw, has_bias,
-                                part)
+                                part, v64)
         else:
             cynn_to_wide_d(dy, n_filters, g.ho, g.wo, g.wp, wrows, nqw, col)
             cynn_direct_wgrad_d(xp, off, kk - has_bias, col, nqw, n_filters, nqw, has_bias,
-                                part)
+                                part, v64)
         return
     # The transposed product part^T (K, F) += col (K, P) @ dy^T runs faster in the BLAS
     # than part (F, K) += dy @ col^T, the more so the fewer the filters.
@@ -791,6 +823,7 @@ def conv2d_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
     cdef floating* wpk_dx = NULL
     cdef int kind_dx = _GEMM
     cdef int kind_params = _GEMM
+    cdef bint v64 = cynn_v64_enabled
     _check(dy.shape[0] == n_batch, "gradient shape")
     _check(_output_size_ok(dy.shape[2], dy.shape[3], g.height, g.width, kh, kw, sh, sw,
                            ph, pw), "output size")
@@ -824,9 +857,8 @@ def conv2d_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
     # spreads over the samples on its own (the same per-sample work, the same bits).
     cdef bint fuse = want_dx and threads <= n_groups
     try:
-        if _filters_enabled and k >= CYNN_FDIRECT_MIN_TAPS and _direct_enabled:
-            kind_params = _FILTERS
-        elif _direct(&g) and g.ho * g.wp >= _WGRAD_MIN_POSITIONS:
+        kind_params = _kind_params(&g, n_filters, v64)
+        if kind_params == _WIDE:
             # the weight gradient as the direct kernel's correlation: its tap offsets
             off = <Py_ssize_t*> malloc(k * sizeof(Py_ssize_t))
             if off == NULL:
@@ -860,7 +892,7 @@ def conv2d_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
                 wsp = &workspace_params[tid, 0]
                 _grad_params_sample(&x[n, 0, 0, 0], &dy[n, 0, 0, 0], &g, n_filters, has_bias,
                                     wsp, wsp + block_params, &partial[grp, 0, 0], off,
-                                    kind_params)
+                                    kind_params, v64)
     finally:
         free(wpk_dx)
         free(off)
