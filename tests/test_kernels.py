@@ -259,6 +259,14 @@ def test_conv2d_kernel_choice_follows_the_geometry(direct_conv):
     assert pick(16, 32, 32, 3, 3, 1, 1, 1, 1) == "gemm"
 
 
+def _conv_pass(conv, x, dy):
+    """One forward and backward pass from zeroed gradients: y, dx, gradW, gradb."""
+    conv.zero_grad()
+    y = conv.forward(x)
+    dx = conv.backward(x, dy)
+    return y, dx, conv.gradW.copy(), conv.gradb.copy()
+
+
 @pytest.mark.parametrize("stride", [1, 2])
 def test_conv2d_filter_vector_gradients_do_not_depend_on_the_thread_count(stride, rng):
     """The filter-vector kernels' input and weight gradients (16 -> 33 channels, 144
@@ -271,10 +279,7 @@ def test_conv2d_filter_vector_gradients_do_not_depend_on_the_thread_count(stride
     try:
         for threads in (1, 2, 3):
             cynn.set_num_threads(threads)
-            conv.zero_grad()
-            y = conv.forward(x)
-            dx = conv.backward(x, dy)
-            runs.append((y, dx, conv.gradW.copy(), conv.gradb.copy()))
+            runs.append(_conv_pass(conv, x, dy))
     finally:
         cynn.set_num_threads(previous)
     for run in runs[1:]:
@@ -318,10 +323,7 @@ def test_conv2d_64_byte_vectors_give_the_32_byte_bits(case, dtype, rng, direct_c
         for width in (32, 64):
             kernels.set_vector_bytes(width)
             wgrad_kernels.append(kernels.weight_grad_kernel(c, h, w, *k, *s, *p, f))
-            conv.zero_grad()
-            y = conv.forward(x)
-            dx = conv.backward(x, dy)
-            runs.append((y, dx, conv.gradW.copy(), conv.gradb.copy()))
+            runs.append(_conv_pass(conv, x, dy))
     finally:
         kernels.set_vector_bytes(previous)
     for got, want in zip(runs[1][:2], runs[0][:2]):
