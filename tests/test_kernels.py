@@ -300,6 +300,7 @@ def _has_64_byte_vectors():
 @pytest.mark.skipif(not _has_64_byte_vectors(), reason="the CPU has no 64-byte vectors")
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", FILTER_CASES + [(2, 16, 48, 8, 8, (3, 3), (1, 1), (1, 1)),
+                                                 (2, 16, 32, 8, 8, (3, 3), (1, 1), (1, 1)),
                                                  (3, 24, 40, 12, 10, (3, 3), (2, 2), (1, 1)),
                                                  (2, 3, 16, 32, 32, (3, 3), (1, 1), (1, 1)),
                                                  (2, 32, 64, 16, 16, (3, 3), (1, 1), (1, 1))])
@@ -355,6 +356,14 @@ def test_conv2d_weight_gradient_kernel_follows_geometry_filters_and_width(direct
         assert pick(16, 32, 32, 3, 3, 2, 2, 1, 1, 16) == "filters"  # stride 2
         assert pick(64, 8, 8, 3, 3, 1, 1, 1, 1, 16) == "filters"    # 80 wide positions
         assert pick(3, 8, 8, 3, 3, 1, 1, 1, 1, 16) == "gemm"
+        # the input gradient (evaluation too) of one block of filters: the wide grid
+        forward = kernels.forward_kernel
+        assert forward(32, 8, 8, 3, 3, 1, 1, 1, 1, True, 16) == "wide"
+        assert forward(32, 8, 8, 3, 3, 1, 1, 1, 1, True, 17) == "filters"
+        assert forward(32, 8, 8, 3, 3, 1, 1, 1, 1, False, 16) == "filters"
+        assert forward(32, 8, 8, 3, 3, 2, 2, 1, 1, True, 16) == "filters"
+        kernels.set_vector_bytes(32)
+        assert forward(32, 8, 8, 3, 3, 1, 1, 1, 1, True, 16) == "filters"
     finally:
         kernels.set_vector_bytes(previous)
 

@@ -365,17 +365,26 @@ cdef enum:
     _FILTERS = 2
 
 
-cdef inline int _kind(const Geom* g, bint small_planes) noexcept nogil:
+cdef inline int _kind(const Geom* g, bint small_planes, Py_ssize_t n_filters) noexcept nogil:
     """The kernel for this geometry: the wide-grid kernel at stride 1 from
     _FORWARD_MIN_POSITIONS wide positions (3-7% faster there than the filter-vector
     kernel: 16 and 32 channels at 16x16 to 32x32, batch 64-128), else the filter-vector
     kernel from CYNN_FDIRECT_MIN_TAPS taps (stride 2, and 8x8 planes, where the wide
     grid wastes a fifth of its work), else with ``small_planes`` the wide-grid kernel
-    below _FORWARD_MIN_POSITIONS too, else the GEMM.  The geometry alone decides, so a
-    sample's output does not depend on the batch or the thread count."""
+    below _FORWARD_MIN_POSITIONS too, else the GEMM.  On 64-byte vectors with
+    ``small_planes``, a stride-1 convolution of one block of filters (1 to
+    CYNN_FDIRECT_FB; 0 stands for unknown) takes the wide-grid kernel on any plane: the
+    filter-vector tile of a single block is bound by its broadcasts (the backward pass
+    of 16 -> 32 channels at 8x8, batch 64, whose input gradient has 16 filters: 0.40
+    against 0.51 ms, medians of 41 calls, six alternating runs).  The two kernels give
+    the same bits.  The geometry and filter count alone decide, so a sample's output
+    does not depend on the batch or the thread count."""
     if not _direct_enabled:
         return _GEMM
     if _direct(g) and g.ho * g.wp >= _FORWARD_MIN_POSITIONS:
+        return _WIDE
+    if (cynn_v64_enabled and small_planes and _direct(g) and 0 < n_filters
+            and n_filters <= CYNN_FDIRECT_FB):
         return _WIDE
     if _filters_enabled and g.channels * g.kh * g.kw >= CYNN_FDIRECT_MIN_TAPS:
         return _FILTERS
@@ -409,13 +418,15 @@ def weight_grad_kernel(Py_ssize_t channels, Py_ssize_t height, Py_ssize_t width,
 
 
 def forward_kernel(Py_ssize_t channels, Py_ssize_t height, Py_ssize_t width, int kh, int kw,
-                   int sh, int sw, int ph, int pw, bint evaluation=False):
+                   int sh, int sw, int ph, int pw, bint evaluation=False,
+                   Py_ssize_t n_filters=0):
     """Which kernel ``conv2d_forward`` (or with ``evaluation``, ``conv2d_forward_eval``)
-    runs for this geometry: "gemm", "wide" or "filters"."""
+    runs for this geometry and number of filters (0: many): "gemm", "wide" or
+    "filters"."""
     cdef int ho = (<int> height + 2 * ph - kh) // sh + 1
     cdef int wo = (<int> width + 2 * pw - kw) // sw + 1
     cdef Geom g = _geom(channels, height, width, kh, kw, sh, sw, ph, pw, ho, wo)
-    return ("gemm", "wide", "filters")[_kind(&g, evaluation)]
+    return ("gemm", "wide", "filters")[_kind(&g, evaluation, n_filters)]
 
 
 cdef inline int _fb(int kind) noexcept nogil:
@@ -615,7 +626,7 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] weight
     cdef Py_ssize_t n_batch = x.shape[0], n_filters = weight.shape[0], i, n, s, tid
     cdef Geom g = _geom(x.shape[1], x.shape[2], x.shape[3], kh, kw, sh, sw, ph, pw,
                         out.shape[2], out.shape[3])
-    cdef int kind = _kind(&g, False)
+    cdef int kind = _kind(&g, False, n_filters)
     cdef bint direct = kind != _GEMM
     cdef int threads = num_threads if (blas_single_threaded or direct) else 1
     cdef Py_ssize_t kk = g.channels * kh * kw + has_bias
@@ -756,7 +767,7 @@ def conv2d_forward_eval(const floating[:, :, :, ::1] x, const floating[:, ::1] w
     _check(not has_add or (add.shape[0] == n_batch and add.shape[1] == n_filters
                            and add.shape[2] == ho and add.shape[3] == wo), "addend shape")
     _check(num_threads >= 1, "thread count")
-    kind = _kind(&g, True)
+    kind = _kind(&g, True, n_filters)
     direct = kind != _GEMM
     n_blocks = _kind_blocks(n_filters, kind)
     threads = num_threads if (blas_single_threaded or direct) else 1
@@ -870,7 +881,7 @@ def conv2d_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
                         off[t] = (c * g.hp + i) * g.wp + j
                         t += 1
         if want_dx and as_conv:
-            kind_dx = _kind(&gq, True)
+            kind_dx = _kind(&gq, True, g.channels)
         if kind_dx != _GEMM:
             wpk_dx = _pack(&weight_dx[0, 0], n_filters * kh * kw, g.channels,
                            n_filters * kh * kw, NULL, 0, NULL, kind_dx)
