@@ -323,7 +323,7 @@ def test_conv2d_64_byte_vectors_give_the_32_byte_bits(case, dtype, rng, direct_c
     try:
         for width in (32, 64):
             kernels.set_vector_bytes(width)
-            wgrad_kernels.append(kernels.weight_grad_kernel(c, h, w, *k, *s, *p, f))
+            wgrad_kernels.append(kernels.weight_grad_kernel(c, h, w, *k, *s, *p))
             runs.append(_conv_pass(conv, x, dy))
     finally:
         kernels.set_vector_bytes(previous)
@@ -340,22 +340,19 @@ def test_conv2d_64_byte_vectors_give_the_32_byte_bits(case, dtype, rng, direct_c
 
 
 @pytest.mark.skipif(not _has_64_byte_vectors(), reason="the CPU has no 64-byte vectors")
-def test_conv2d_weight_gradient_kernel_follows_geometry_filters_and_width(direct_conv):
+def test_conv2d_kernel_choice_follows_filters_and_width(direct_conv):
     from cynn._kernels import conv as kernels
 
     direct_conv(True)
     pick = kernels.weight_grad_kernel
     previous = kernels.vector_bytes()
     try:
-        kernels.set_vector_bytes(32)
-        assert pick(16, 32, 32, 3, 3, 1, 1, 1, 1, 16) == "filters"
-        assert pick(3, 32, 32, 3, 3, 1, 1, 1, 1, 16) == "wide"      # 27 taps
+        for width in (32, 64):
+            kernels.set_vector_bytes(width)
+            assert pick(16, 32, 32, 3, 3, 1, 1, 1, 1) == "filters"
+            assert pick(3, 32, 32, 3, 3, 1, 1, 1, 1) == "wide"      # 27 taps
+            assert pick(3, 8, 8, 3, 3, 1, 1, 1, 1) == "gemm"
         kernels.set_vector_bytes(64)
-        assert pick(16, 32, 32, 3, 3, 1, 1, 1, 1, 16) == "wide"     # one block of filters
-        assert pick(16, 32, 32, 3, 3, 1, 1, 1, 1, 32) == "filters"  # two blocks
-        assert pick(16, 32, 32, 3, 3, 2, 2, 1, 1, 16) == "filters"  # stride 2
-        assert pick(64, 8, 8, 3, 3, 1, 1, 1, 1, 16) == "filters"    # 80 wide positions
-        assert pick(3, 8, 8, 3, 3, 1, 1, 1, 1, 16) == "gemm"
         # the input gradient (evaluation too) of one block of filters: the wide grid
         forward = kernels.forward_kernel
         assert forward(32, 8, 8, 3, 3, 1, 1, 1, 1, True, 16) == "wide"

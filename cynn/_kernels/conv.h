@@ -354,12 +354,12 @@ CYNN_KERNEL CYNN_WIDE void NAME(const T* restrict dy, Py_ssize_t n_filters,     
    loaded once for the NT taps and each input value broadcast to the filters, and no
    sum is ever reduced across lanes.  Each sum runs over the positions in order, then
    is added to part, whatever the tile. */
-#define CYNN_FDIRECT_WGRAD_VB(NAME, T, SFX, VB, NT_, NBM, ATTR)                        \
+#define CYNN_FDIRECT_WGRAD_VB(NAME, T, SFX, VB, NT_, NBM_, ATTR)                       \
 CYNN_KERNEL ATTR void NAME(const T* restrict xp, Py_ssize_t channels,                  \
         Py_ssize_t hp, Py_ssize_t wp, int kh, int kw, int sh, int sw, int ho, int wo,  \
         const T* restrict dyt, Py_ssize_t ldt, Py_ssize_t n_filters, int has_bias,     \
         T* restrict part) {                                                            \
-    enum { L = VB / sizeof(T), FB = CYNN_FDIRECT_FB, NVF = FB / L, NT = NT_ };         \
+    enum { L = VB / sizeof(T), FB = CYNN_FDIRECT_FB, NVF = FB / L, NT = NT_, NBM = NBM_ }; \
     typedef cynn_v##VB##SFX V;                                                         \
     Py_ssize_t taps = channels * kh * kw, plane = hp * wp, per_c = (Py_ssize_t)kh * kw; \
     Py_ssize_t blocks = (n_filters + FB - 1) / FB;                                     \
@@ -431,12 +431,12 @@ CYNN_KERNEL ATTR void NAME(const T* restrict xp, Py_ssize_t channels,           
         cynn_fdirect_store_##SFX(tile, NP, NB * FB, nk, nf, out + blk * FB * ldo + p0, ldo); \
     }
 
-#define CYNN_FDIRECT_VB(NAME, T, SFX, VB, NP_, NBM, ATTR)                              \
+#define CYNN_FDIRECT_VB(NAME, T, SFX, VB, NP_, NBM_, ATTR)                             \
 CYNN_KERNEL ATTR void NAME(const T* restrict xp, Py_ssize_t channels,                  \
         Py_ssize_t hp, Py_ssize_t wp, int kh, int kw, int sh, int sw, int ho, int wo,  \
         const T* restrict wpk, Py_ssize_t n_filters, Py_ssize_t blk0, Py_ssize_t blk1, \
         T* restrict out, Py_ssize_t ldo) {                                             \
-    enum { L = VB / sizeof(T), FB = CYNN_FDIRECT_FB, NVF = FB / L, NP = NP_ };         \
+    enum { L = VB / sizeof(T), FB = CYNN_FDIRECT_FB, NVF = FB / L, NP = NP_, NBM = NBM_ }; \
     typedef cynn_v##VB##SFX V;                                                         \
     Py_ssize_t taps = channels * kh * kw, plane = hp * wp, pe = (Py_ssize_t)ho * wo;   \
     Py_ssize_t blocks = (n_filters + FB - 1) / FB;                                     \

@@ -334,12 +334,6 @@ def set_vector_bytes(int n):
 cdef enum:
     _WGRAD_MIN_POSITIONS = 512
 
-# On 64-byte vectors a filter-vector tile over one block of 16 filters takes one
-# broadcast per multiply-add, and the loads bound it; the wide-grid weight gradient
-# (tiles of 4 filters by 5 taps) is faster there, on the same large planes.
-cdef enum:
-    _WGRAD_WIDE_MAX_FILTERS = 16
-
 # The training and layer-by-layer forward pass takes the direct kernel only on planes of
 # this many wide-grid positions: at 8x8 (80) the GEMM is faster (64 channels, batch
 # 128: 116 against 104 GFLOP/s; 32 channels 128 against 102), at 12x12 (168) and up the
@@ -375,8 +369,8 @@ cdef inline int _kind(const Geom* g, bint small_planes, Py_ssize_t n_filters) no
     ``small_planes``, a stride-1 convolution of one block of filters (1 to
     CYNN_FDIRECT_FB; 0 stands for unknown) takes the wide-grid kernel on any plane: the
     filter-vector tile of a single block is bound by its broadcasts (the backward pass
-    of 16 -> 32 channels at 8x8, batch 64, whose input gradient has 16 filters: 0.40
-    against 0.51 ms, medians of 41 calls, six alternating runs).  The two kernels give
+    of 16 -> 32 channels at 8x8, batch 64, whose input gradient has 16 filters: 0.30
+    against 0.36 ms, medians of 15 calls over 5 alternating rounds).  The two kernels give
     the same bits.  The geometry and filter count alone decide, so a sample's output
     does not depend on the batch or the thread count."""
     if not _direct_enabled:
@@ -393,28 +387,28 @@ cdef inline int _kind(const Geom* g, bint small_planes, Py_ssize_t n_filters) no
     return _GEMM
 
 
-cdef inline int _kind_params(const Geom* g, Py_ssize_t n_filters, bint v64) noexcept nogil:
+cdef inline int _kind_params(const Geom* g) noexcept nogil:
     """The weight gradient's kernel: the filter-vector kernel from
-    CYNN_FDIRECT_MIN_TAPS taps, except on 64-byte vectors for at most
-    _WGRAD_WIDE_MAX_FILTERS filters on large stride-1 planes; else the wide-grid
-    correlation on stride-1 planes of _WGRAD_MIN_POSITIONS wide positions; else the
-    GEMM."""
+    CYNN_FDIRECT_MIN_TAPS taps, else the wide-grid correlation on stride-1 planes of
+    _WGRAD_MIN_POSITIONS wide positions, else the GEMM.  (On 64-byte vectors a
+    filter-vector tile of one block of 16 filters is bound by its broadcasts, but it
+    still matches the wide grid there: 16 channels at 32x32, batch 128, backward 3.9
+    against 4.0 ms; 5x5 at 28x28, batch 64, 3.6 against 4.0 ms.)"""
     cdef bint wide = _direct(g) and g.ho * g.wp >= _WGRAD_MIN_POSITIONS
     if (_filters_enabled and _direct_enabled
-            and g.channels * g.kh * g.kw >= CYNN_FDIRECT_MIN_TAPS
-            and not (v64 and wide and n_filters <= _WGRAD_WIDE_MAX_FILTERS)):
+            and g.channels * g.kh * g.kw >= CYNN_FDIRECT_MIN_TAPS):
         return _FILTERS
     return _WIDE if wide else _GEMM
 
 
 def weight_grad_kernel(Py_ssize_t channels, Py_ssize_t height, Py_ssize_t width, int kh,
-                       int kw, int sh, int sw, int ph, int pw, Py_ssize_t n_filters):
-    """Which kernel ``conv2d_backward`` runs for the weight gradient of this geometry and
-    number of filters, on the current vector width: "gemm", "wide" or "filters"."""
+                       int kw, int sh, int sw, int ph, int pw):
+    """Which kernel ``conv2d_backward`` runs for the weight gradient of this geometry:
+    "gemm", "wide" or "filters"."""
     cdef int ho = (<int> height + 2 * ph - kh) // sh + 1
     cdef int wo = (<int> width + 2 * pw - kw) // sw + 1
     cdef Geom g = _geom(channels, height, width, kh, kw, sh, sw, ph, pw, ho, wo)
-    return ("gemm", "wide", "filters")[_kind_params(&g, n_filters, cynn_v64_enabled)]
+    return ("gemm", "wide", "filters")[_kind_params(&g)]
 
 
 def forward_kernel(Py_ssize_t channels, Py_ssize_t height, Py_ssize_t width, int kh, int kw,
@@ -868,7 +862,7 @@ def conv2d_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
     # spreads over the samples on its own (the same per-sample work, the same bits).
     cdef bint fuse = want_dx and threads <= n_groups
     try:
-        kind_params = _kind_params(&g, n_filters, v64)
+        kind_params = _kind_params(&g)
         if kind_params == _WIDE:
             # the weight gradient as the direct kernel's correlation: its tap offsets
             off = <Py_ssize_t*> malloc(k * sizeof(Py_ssize_t))
