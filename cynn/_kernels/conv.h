@@ -200,8 +200,7 @@ CYNN_KERNEL ATTR void NAME(const T* restrict xp, Py_ssize_t channels,           
    which is small beside the taps from CYNN_FDIRECT_MIN_TAPS up (with fewer, CYNN_DIRECT
    is faster: 1 or 3 input channels).  Inside the layer CYNN_DIRECT stays faster on
    stride-1 planes of 16x16 and up, on either vector width (conv.pyx ``_kind``; 64-byte
-   vectors, batch 128, forward: 32 channels at 16x16 2.2 against 2.5 ms, 16 at 32x32
-   2.3 against 3.9).
+   vectors, batch 128, forward, 32 channels at 16x16: 2.2 against 2.5 ms).
 
    Weights from CYNN_DIRECT_PACK with FB = CYNN_FDIRECT_FB.  out (row f at f * ldo,
    column p = oh * Wo + ow) gets every position of the real filters (f < F) of blocks
