@@ -8,6 +8,20 @@
 #include "cynn_common.h"
 #include "pooling.h"   /* the 2x2 max-pooling lanes of the evaluation epilogue */
 
+/* Which vector width the kernels with two instantiations run on (conv.pyx's
+   vector_bytes / set_vector_bytes): cynn_v64_init() sets it once, at import, from
+   whether the CPU has x86-64-v4.  Both widths compute every sum in the same order with
+   fused multiply-adds, so they give the same bits, except CYNN_DIRECT_WGRAD, which
+   reduces its sums across the vector's lanes. */
+static int cynn_v64_enabled = 0;
+static inline int cynn_v64_init(void) {
+#if CYNN_HAVE_V64
+    __builtin_cpu_init();
+    cynn_v64_enabled = __builtin_cpu_supports("x86-64-v4") ? 1 : 0;
+#endif
+    return cynn_v64_enabled;
+}
+
 /* Copy n contiguous values in 64-, 32- or 16-byte moves; a row that is not a
    multiple of the move ends with one move overlapping the previous one, instead
    of the vectorizer's narrower and scalar epilogues, which dominate on short rows. */

@@ -20,7 +20,7 @@ filters (``_FILTERS``); with fewer taps the stride-1 forward pass and correlatio
 on the wide-grid kernel (``_WIDE``).  ``set_direct(False)`` and
 ``set_filter_direct(False)`` turn them off, to compare.  Both run on 64-byte vectors
 where the CPU has them (``vector_bytes``), else on 32-byte ones, with the same sums
-in the same order.
+in the same order, except the wide-grid weight gradient, which reduces across lanes.
 ``conv2d_backward`` computes the input gradient and the weight gradient's partial sums
 in one pass over the samples, so each dy[n] comes from memory once; for F <= 2C it can
 compute the input gradient as the forward convolution of dy with the flipped kernel
@@ -44,8 +44,6 @@ from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 
 cdef extern from "cynn_common.h":
-    int cynn_v64_enabled
-    int cynn_v64_init()
     int CYNN_HAVE_OPENMP
     int CYNN_DEBUG_BUILD
     int CYNN_SANITIZE_BUILD
@@ -70,6 +68,8 @@ include "_gemm.pxi"
 
 
 cdef extern from "conv.h":
+    int cynn_v64_enabled
+    int cynn_v64_init()
     # im2col / col2im of output rows [oh0, oh1) of one padded sample, and the direct
     # stride-1 convolution with its weight packing and epilogue: see conv.h.
     int CYNN_DIRECT_FB, CYNN_DIRECT_NV
@@ -307,14 +307,16 @@ cdef int _v64_supported = cynn_v64_init()
 
 
 def vector_bytes():
-    """The width of the vectors the filter-vector kernels run on: 64 on a CPU with
-    AVX-512 (x86-64-v4), else 32."""
+    """The width of the vectors the direct kernels run on: 64 on a CPU with AVX-512
+    (x86-64-v4), else 32."""
     return 64 if cynn_v64_enabled else 32
 
 
 def set_vector_bytes(int n):
-    """Run the filter-vector kernels on 32- or 64-byte vectors (64 only where the CPU
-    has them; the same results either way); returns the previous width."""
+    """Run the direct kernels on 32- or 64-byte vectors (64 only where the CPU has
+    them); returns the previous width.  The results are the same bits either way,
+    except the wide-grid weight gradient's (fewer than CYNN_FDIRECT_MIN_TAPS taps),
+    which sums across the vector's lanes."""
     global cynn_v64_enabled
     if n not in (32, 64):
         raise ValueError(f"vector width must be 32 or 64 bytes, got {n!r}")
@@ -555,6 +557,7 @@ cdef void _grad_params_sample(const floating* xs, const floating* dy, const Geom
     cdef int rows = _chunk_rows(kk, g.ho, g.wo, sizeof(floating)), oh0 = 0, oh1
     cdef int p = g.ho * g.wo
     cdef Py_ssize_t lanes = (64 if v64 else 32) // sizeof(floating), nqw, wrows
+    cdef Py_ssize_t wb = cynn_wgrad_wb(v64)
     cdef Py_ssize_t ldt = _kind_blocks(n_filters, _FILTERS) * CYNN_FDIRECT_FB
     _pad_sample(xs, g, xp)
     if kind == _FILTERS:
@@ -571,7 +574,7 @@ cdef void _grad_params_sample(const floating* xs, const floating* dy, const Geom
         memset(xp + g.channels * g.hp * g.wp, 0,
                _direct_slack(g, sizeof(floating)) * sizeof(floating))
         nqw = (g.ho * g.wp + lanes - 1) // lanes * lanes
-        wrows = (n_filters + cynn_wgrad_wb(v64) - 1) // cynn_wgrad_wb(v64) * cynn_wgrad_wb(v64)
+        wrows = (n_filters + wb - 1) // wb * wb
         if floating is float:
             cynn_to_wide_f(dy, n_filters, g.ho, g.wo, g.wp, wrows, nqw, col)
             cynn_direct_wgrad_f(xp, off, kk - has_bias, col, nqw, n_filters, nqw, has_bias,

@@ -56,9 +56,7 @@
 /* The hottest convolution kernels come twice: with 32-byte vectors (CYNN_WIDE's clones)
    and with 64-byte vectors compiled for x86-64-v4 (CYNN_V64).  A CPU whose AVX-512
    units are a full 64 bytes wide (this host's EPYC) doubles its multiply-adds per
-   cycle with the second.  cynn_v64_init() decides once, at import, whether the CPU
-   has x86-64-v4; conv.set_vector_bytes() may turn the wide kernels off, to compare.
-   Both compute every sum in the same order with fused multiply-adds: the same bits. */
+   cycle with the second.  conv.h keeps the switch between them. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
     && defined(__GLIBC__) && __GNUC__ >= 12
 #define CYNN_HAVE_V64 1
@@ -67,14 +65,6 @@
 #define CYNN_HAVE_V64 0
 #define CYNN_V64
 #endif
-static int cynn_v64_enabled __attribute__((unused)) = 0;
-static inline __attribute__((unused)) int cynn_v64_init(void) {
-#if CYNN_HAVE_V64
-    __builtin_cpu_init();
-    cynn_v64_enabled = __builtin_cpu_supports("x86-64-v4") ? 1 : 0;
-#endif
-    return cynn_v64_enabled;
-}
 
 /* Keeps GCC from turning a short copy loop into a libc memcpy call, whose call
    overhead costs more than the copy on rows of a few values. */
