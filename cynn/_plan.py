@@ -14,11 +14,18 @@ hand every intermediate array from layer to layer.  It groups its layers into st
   packs them, and the ReLU and the pooling run on each sample's output while it is in
   the cache (the batch-norm, scaling and ReLU outputs are never written to memory, the
   convolution's only at a quarter of its size when a 2x2 pooling follows);
+- a ``Linear`` (after a ``Flatten`` or not) followed by a ``ReLU``, ``Dropout`` layers
+  or both is one call of ``linear_step``: the bias and the ReLU in the product's store,
+  the Dropout (the identity in evaluation) skipped;
 - a ``Residual`` whose body ends with such a convolution step (without ReLU or pooling),
   followed by a ``ReLU``, adds the shortcut and applies the ReLU in that last
   convolution's epilogue;
 - every other module runs its own ``forward`` (containers inside run their own plans).
 
+A step is one kernel call (``conv_eval_step``, ``linear_step``) that folds, allocates
+and runs in C: at batch 1 the Python work per layer, not the arithmetic, is what costs.
+Input that the call does not take as is (another dtype, a view, a bad shape) goes
+through the layers' checked path instead, which converts it or raises their errors.
 The grouping is by exact type, so a subclass that changes a layer's behaviour runs as
 itself.  The results equal the layer-by-layer forward up to float rounding (the folded
 affine map rounds once instead of three times), the same for any thread count.
@@ -47,6 +54,7 @@ import numpy as np
 from ._threads import get_num_threads, kernel_blas_single_threaded, thread_flag
 from ._kernels import batchnorm as _bn
 from ._kernels import conv as _conv
+from ._kernels import dense as _dense
 
 __all__ = ["set_inference_plans", "inference_plans_enabled", "set_training_fusion",
            "training_fusion_enabled"]
@@ -101,10 +109,11 @@ def _types():
     global _TYPES
     if _TYPES is None:
         from .containers import Residual
-        from .layers import BatchNormalization, ChannelwiseScaling, Conv2d, MaxPool2d, ReLU
+        from .layers import (BatchNormalization, ChannelwiseScaling, Conv2d, Dropout, Flatten,
+                             Linear, MaxPool2d, ReLU)
         from .module import Sequential
         _TYPES = (Conv2d, BatchNormalization, ChannelwiseScaling, ReLU, MaxPool2d, Residual,
-                  Sequential)
+                  Sequential, Linear, Flatten, Dropout)
     return _TYPES
 
 
@@ -130,6 +139,24 @@ class ConvStep(_Step):
         self.conv, self.bn, self.scaling, self.relu, self.pool = conv, bn, scaling, relu, pool
 
     def __call__(self, input, add=None, relu=False):
+        conv, bn, cs = self.conv, self.bn, self.scaling
+        if self.pool is None:
+            pkh = pkw = psh = psw = 0
+        else:
+            (pkh, pkw), (psh, psw) = self.pool.kernel_size, self.pool.stride
+        # One kernel call for input as the layers would take it as is; anything else
+        # (another dtype, a list, a view, a bad shape) goes through the checked path.
+        out = _conv.conv_eval_step(
+            input, conv.W, conv.b, None if bn is None else bn.moving_mean,
+            None if bn is None else bn.moving_variance, 0.0 if bn is None else bn.eps,
+            None if cs is None else cs.gamma, None if cs is None else cs.beta, add,
+            *conv.stride, *conv.padding, self.relu or relu, pkh, pkw, psh, psw,
+            get_num_threads(), kernel_blas_single_threaded())
+        if out is not None:
+            return out
+        return self._checked(input, add, relu)
+
+    def _checked(self, input, add, relu):
         conv = self.conv
         x, (ho, wo) = conv._check_input(input)
         n, f, dtype = x.shape[0], conv.out_channels, conv.dtype
@@ -162,6 +189,21 @@ class ConvStep(_Step):
         return out
 
 
+class DenseStep(_Step):
+    """A Linear, with the Flatten before it and the ReLU and the evaluation-mode
+    Dropout (the identity) after it, in one pass over its output."""
+
+    def __init__(self, layers, linear, flatten, relu):
+        super().__init__(layers)
+        self.linear, self.flatten, self.relu = linear, flatten, relu
+
+    def __call__(self, input):
+        linear = self.linear
+        out = _dense.linear_step(input, linear.W, linear.b, self.relu, self.flatten,
+                                 get_num_threads())
+        return self.plain(input) if out is None else out
+
+
 class ResidualStep(_Step):
     """A Residual (and the ReLU after it): the shortcut first, then the body, whose last
     convolution step adds the shortcut and applies the ReLU in its epilogue."""
@@ -191,7 +233,8 @@ class ResidualStep(_Step):
 
 def plan(modules):
     """The steps of a Sequential's modules in inference mode (see the module docstring)."""
-    Conv2d, BatchNormalization, ChannelwiseScaling, ReLU, MaxPool2d, Residual, Sequential = _types()
+    (Conv2d, BatchNormalization, ChannelwiseScaling, ReLU, MaxPool2d, Residual, Sequential,
+     Linear, Flatten, Dropout) = _types()
 
     steps, i, count = [], 0, len(modules)
     while i < count:
@@ -210,6 +253,16 @@ def plan(modules):
             if j < count and type(modules[j]) is MaxPool2d and modules[j].padding == (0, 0):
                 pool, j = modules[j], j + 1
             steps.append(ConvStep(modules[i:j], m, bn, cs, relu, pool))
+            i = j
+        elif type(m) is Linear or (type(m) is Flatten and i + 1 < count
+                                   and type(modules[i + 1]) is Linear):
+            flatten = type(m) is Flatten
+            j = i + 1 + flatten
+            relu = j < count and type(modules[j]) is ReLU
+            j += relu
+            while j < count and type(modules[j]) is Dropout:  # the identity here
+                j += 1
+            steps.append(DenseStep(modules[i:j], modules[i + flatten], flatten, relu))
             i = j
         elif (type(m) is Residual and type(m.body) is Sequential and m.body.modules):
             relu = i + 1 < count and type(modules[i + 1]) is ReLU

@@ -95,14 +95,25 @@ def _limit_blas(n):
             lib.set_num_threads(1 if lib.filepath in pinned else n)
 
 
-@contextlib.contextmanager
-def thread_flag(local, name):
+class thread_flag(contextlib.ContextDecorator):
     """Set the flag ``name`` of the ``threading.local`` object ``local`` in the calling
     thread for the block, then put back what it was (nested blocks restore in order):
-    the per-thread switches of `cynn.inference_mode` and of the inference plans."""
-    previous = getattr(local, name, False)
-    setattr(local, name, True)
-    try:
-        yield
-    finally:
-        setattr(local, name, previous)
+    the per-thread switches of `cynn.inference_mode` and of the inference plans.  A
+    class rather than a generator, as it is entered on every inference call: what each
+    entry replaced goes on a stack of the thread's own, so one object may be entered
+    from several threads and nested."""
+
+    __slots__ = ("_local", "_name", "_stack")
+
+    def __init__(self, local, name):
+        self._local, self._name, self._stack = local, name, name + " stack"
+
+    def __enter__(self):
+        local, name = self._local, self._name
+        local.__dict__.setdefault(self._stack, []).append(getattr(local, name, False))
+        setattr(local, name, True)
+        return self
+
+    def __exit__(self, *exc):
+        setattr(self._local, self._name, self._local.__dict__[self._stack].pop())
+        return False

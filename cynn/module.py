@@ -13,7 +13,6 @@ gradients (same order: weight first, then bias) in ``_parameter_names`` and
 moving statistics) goes in ``_buffer_names``.  The base class derives
 ``get_parameters``, ``zero_grad``, ``astype`` and ``state_dict`` from those names.
 """
-import contextlib
 import threading
 
 import numpy as np
@@ -25,7 +24,6 @@ from ._validation import check_dtype
 _thread_state = threading.local()
 
 
-@contextlib.contextmanager
 def inference_mode():
     """Run every module as in evaluation mode, in this thread only, and keep nothing
     for a backward pass.
@@ -37,8 +35,7 @@ def inference_mode():
     the estimators' predict family run their forward passes in it.  The same idea as
     PyTorch's ``torch.inference_mode()``.
     """
-    with thread_flag(_thread_state, "inference"):
-        yield
+    return thread_flag(_thread_state, "inference")
 
 
 def is_inference():

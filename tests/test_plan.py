@@ -8,6 +8,7 @@ import pytest
 import cynn
 from cynn import _plan
 from cynn._kernels import conv as _conv
+from cynn._kernels import dense as _dense
 from cynn.models import resnet, small_cnn
 
 
@@ -260,3 +261,129 @@ def test_fold_affine_matches_the_formula():
     _conv.fold_affine(empty, empty, empty, 0.0, empty, empty, scale, shift)
     np.testing.assert_array_equal(scale, 1)
     np.testing.assert_array_equal(shift, 0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("c, f, hw, k, stride, pad, pool, with_add", [
+    (3, 8, 11, 3, 1, 1, 0, False),      # wide grid
+    (16, 33, 8, 3, 1, 1, 2, False),     # filter vectors, pooled
+    (8, 16, 9, 3, 2, 1, 0, True),       # strided, with an addend
+    (2, 5, 7, 5, 1, 0, 3, False),       # the GEMM path, pooled 3x3
+])
+def test_conv_eval_step_is_fold_then_the_eval_kernel(dtype, c, f, hw, k, stride, pad, pool,
+                                                      with_add):
+    """The plan's one-call step gives the bits of fold_affine then conv2d_forward_eval."""
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((3, c, hw, hw)).astype(dtype)
+    w = rng.standard_normal((f, c, k, k)).astype(dtype)
+    b, mean, g, beta = (rng.standard_normal(f).astype(dtype) for _ in range(4))
+    var = rng.uniform(0.2, 2, f).astype(dtype)
+    ho = (hw + 2 * pad - k) // stride + 1
+    add = rng.standard_normal((3, f, ho, ho)).astype(dtype) if with_add else None
+    out = _conv.conv_eval_step(x, w, b, mean, var, 1e-3, g, beta, add, stride, stride, pad,
+                               pad, True, pool, pool, pool or 0, pool or 0, 2, True)
+    scale, shift = np.empty(f, dtype), np.empty(f, dtype)
+    _conv.fold_affine(b, mean, var, 1e-3, g, beta, scale, shift)
+    po = (ho - pool) // pool + 1 if pool else ho
+    expected = np.empty((3, f, po, po), dtype)
+    size = _conv.eval_workspace_size(c, hw, hw, k, k, pad, pad, ho, ho, x.itemsize, f, pool)
+    ws = np.empty((2, size), dtype)
+    _conv.conv2d_forward_eval(x, w.reshape(f, -1), scale, shift,
+                              np.empty((0, 0, 0, 0), dtype) if add is None else add, expected,
+                              ws, k, k, stride, stride, pad, pad, True, pool, pool, pool,
+                              pool, 2, True)
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_conv_eval_step_declines_what_the_checked_path_must_see():
+    """None (nothing done) for input the step does not take as is, so that the caller's
+    checked path converts it or raises the layer's error."""
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    geometry = (1, 1, 1, 1, False, 0, 0, 0, 0, 1, True)
+
+    def step(x=x, w=w, b=None, mean=None, var=None, gamma=None, beta=None, add=None,
+             geometry=geometry):
+        return _conv.conv_eval_step(x, w, b, mean, var, 1e-5, gamma, beta, add, *geometry)
+
+    assert step().shape == (2, 4, 6, 6)
+    for bad in [dict(x=x.astype(np.float64)), dict(x=x[:, :, :, ::-1]), dict(x=x[:0]),
+                dict(x=x[:, :2].copy()), dict(x=x.tolist()), dict(x=x.astype(">f4")),
+                dict(b=np.zeros(3, np.float32)), dict(b=np.zeros(4, np.float64)),
+                dict(mean=np.zeros(4, np.float32)), dict(gamma=np.ones(4, np.float32)),
+                dict(add=np.zeros((2, 4, 5, 6), np.float32)),
+                dict(geometry=(1, 1, 0, 0, False, 5, 5, 1, 1, 1, True)),  # pool > 4x4
+                dict(geometry=(1, 1, 1, 1, False, 0, 0, 0, 0, 0, True)),  # no threads
+                dict(x=np.zeros((1, 3, 1, 1), np.float32),
+                     geometry=(1, 1, 0, 0, False, 0, 0, 0, 0, 1, True))]:  # 3x3 > 1x1
+        assert step(**bad) is None, bad
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("batch", [1, 5, 30])
+def test_dense_step_is_linear_then_relu(dtype, batch):
+    """[Flatten], Linear, ReLU and an evaluation Dropout in one pass give the layers'
+    bits, NaN and the sign of zero included."""
+    rng = np.random.default_rng(10)
+    layers = [cynn.Flatten(), cynn.Linear(2 * 3 * 5, 27, dtype=dtype, random_state=0),
+              cynn.ReLU(), cynn.Dropout(0.5), cynn.Linear(27, 4, bias=False, dtype=dtype,
+                                                         random_state=1)]
+    model = cynn.Sequential(*layers)
+    model.evaluate()
+    steps = _plan.plan(model.modules)
+    assert [type(s) for s in steps] == [_plan.DenseStep, _plan.DenseStep]
+    assert steps[0].flatten and steps[0].relu and not steps[1].flatten and not steps[1].relu
+    x = rng.standard_normal((batch, 2, 3, 5)).astype(dtype)
+    x[0, 1, 2, 3] = np.nan
+    fused, plain = _both(model, x)
+    np.testing.assert_array_equal(fused, plain)
+    hidden = _dense.linear_step(x, layers[1].W, layers[1].b, True, True, 1)
+    reference = layers[2].forward(layers[1].forward(x.reshape(batch, -1)))
+    np.testing.assert_array_equal(hidden, reference)
+    assert not np.signbit(hidden[hidden == 0]).any()
+
+
+def test_dense_step_declines_and_the_layers_raise():
+    w = np.ones((3, 4), np.float32)
+    x = np.ones((2, 4), np.float32)
+    assert _dense.linear_step(x, w, None, False, False, 1).shape == (2, 3)
+    for bad in [x.astype(np.float64), x[:, ::2], x[:0], x.reshape(2, 2, 2), np.ones((2, 5), np.float32)]:
+        assert _dense.linear_step(bad, w, None, False, False, 1) is None
+    assert _dense.linear_step(x, w, np.ones(2, np.float32), False, False, 1) is None
+    model = cynn.Sequential(cynn.Flatten(), cynn.Linear(4, 3), cynn.ReLU())
+    model.evaluate()
+    with cynn.inference_mode(), pytest.raises(ValueError, match="Linear expected input with 4"):
+        model.forward(np.ones((2, 5), np.float32))
+    with cynn.inference_mode(), pytest.raises(ValueError, match="empty batch"):
+        model.forward(np.ones((0, 4), np.float32))
+
+
+def test_inference_mode_nests_per_thread_and_decorates():
+    import threading
+
+    from cynn.module import is_inference
+
+    mode = cynn.inference_mode()
+    seen = []
+
+    def other():
+        seen.append(is_inference())
+        with mode:
+            seen.append(is_inference())
+        seen.append(is_inference())
+
+    with mode:
+        with mode:
+            assert is_inference()
+        assert is_inference()
+        thread = threading.Thread(target=other)
+        thread.start()
+        thread.join()
+    assert not is_inference() and seen == [False, True, False]
+
+    @cynn.inference_mode()
+    def decorated():
+        return is_inference()
+
+    assert decorated() and not is_inference()

@@ -43,6 +43,10 @@ from libc.math cimport sqrt
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 
+cimport numpy as cnp
+
+cnp.import_array()
+
 cdef extern from "cynn_common.h":
     int CYNN_HAVE_OPENMP
     int CYNN_DEBUG_BUILD
@@ -658,6 +662,25 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] weight
 
 # -- evaluation mode: batch norm folded in, epilogue fused ----------------------------
 
+cdef void _fold(Py_ssize_t n, const floating* bias, const floating* mean,
+                const floating* variance, double eps, const floating* gamma,
+                const floating* beta, floating* scale, floating* shift) noexcept nogil:
+    """``fold_affine`` on pointers, NULL for an absent array (variance with mean, beta
+    with gamma)."""
+    cdef Py_ssize_t f
+    cdef double s, b
+    for f in range(n):
+        s = 1.0
+        b = bias[f] if bias != NULL else 0.0
+        if mean != NULL:
+            s = 1.0 / sqrt(<double> variance[f] + eps)
+            b = b - mean[f]
+        if gamma != NULL:
+            s = s * gamma[f]
+        scale[f] = <floating> s
+        shift[f] = <floating> ((beta[f] if beta != NULL else 0.0) + s * b)
+
+
 def fold_affine(const floating[::1] bias, const floating[::1] mean,
                 const floating[::1] variance, double eps, const floating[::1] gamma,
                 const floating[::1] beta, floating[::1] scale, floating[::1] shift):
@@ -666,21 +689,15 @@ def fold_affine(const floating[::1] bias, const floating[::1] mean,
     absent when its arrays are empty: y = scale * (W * x) + shift with
     scale = gamma / sqrt(variance + eps) and shift = beta + scale * (bias - mean),
     computed in double precision and rounded once."""
-    cdef Py_ssize_t n = scale.shape[0], f
-    cdef double s, b
+    cdef Py_ssize_t n = scale.shape[0]
     _check(shift.shape[0] == n and bias.shape[0] in (0, n) and mean.shape[0] in (0, n)
            and variance.shape[0] == mean.shape[0] and gamma.shape[0] in (0, n)
            and beta.shape[0] == gamma.shape[0], "affine shape")
-    for f in range(n):
-        s = 1.0
-        b = bias[f] if bias.shape[0] else 0.0
-        if mean.shape[0]:
-            s = 1.0 / sqrt(<double> variance[f] + eps)
-            b = b - mean[f]
-        if gamma.shape[0]:
-            s = s * gamma[f]
-        scale[f] = <floating> s
-        shift[f] = <floating> ((beta[f] if beta.shape[0] else 0.0) + s * b)
+    if n == 0:
+        return
+    _fold(n, &bias[0] if bias.shape[0] else NULL, &mean[0] if mean.shape[0] else NULL,
+          &variance[0] if mean.shape[0] else NULL, eps, &gamma[0] if gamma.shape[0] else NULL,
+          &beta[0] if gamma.shape[0] else NULL, &scale[0], &shift[0])
 
 
 def eval_workspace_size(Py_ssize_t channels, Py_ssize_t height, Py_ssize_t width, int kh,
@@ -738,18 +755,13 @@ def conv2d_forward_eval(const floating[:, :, :, ::1] x, const floating[:, ::1] w
     Wo) or empty for none, ``relu`` and a max pooling of window (pkh, pkw) and stride
     (psh, psw), pkh == 0 for none.  ``workspace`` rows have ``eval_workspace_size``
     items."""
-    cdef Py_ssize_t n_batch = x.shape[0], n_filters = weight.shape[0], i, n, s, e, t
+    cdef Py_ssize_t n_batch = x.shape[0], n_filters = weight.shape[0]
     cdef Geom g = _geom(x.shape[1], x.shape[2], x.shape[3], kh, kw, sh, sw, ph, pw, 0, 0)
     cdef Py_ssize_t k = g.channels * kh * kw
     cdef int ho = (<int> g.height + 2 * ph - kh) // sh + 1 if kh <= g.height + 2 * ph else 0
     cdef int wo = (<int> g.width + 2 * pw - kw) // sw + 1 if kw <= g.width + 2 * pw else 0
     cdef int po = ho, qo = wo
-    cdef bint direct, has_add = add.shape[0] != 0
-    cdef int threads, kind
-    cdef Py_ssize_t region, conv_out, n_blocks, splits
-    cdef floating* ws
-    cdef floating* wpk = NULL
-    cdef floating* folded = NULL
+    cdef bint has_add = add.shape[0] != 0
     g.ho, g.wo = ho, wo
     _check(weight.shape[1] == k and scale.shape[0] == n_filters
            and shift.shape[0] == n_filters, "weight shape")
@@ -764,41 +776,194 @@ def conv2d_forward_eval(const floating[:, :, :, ::1] x, const floating[:, ::1] w
     _check(not has_add or (add.shape[0] == n_batch and add.shape[1] == n_filters
                            and add.shape[2] == ho and add.shape[3] == wo), "addend shape")
     _check(num_threads >= 1, "thread count")
-    kind = _kind(&g, True, n_filters)
-    direct = kind != _GEMM
-    n_blocks = _kind_blocks(n_filters, kind)
-    threads = num_threads if (blas_single_threaded or direct) else 1
-    region = _region(&g, k + 1, n_filters, sizeof(floating))
-    conv_out = _blocks(n_filters) * CYNN_DIRECT_FB * <Py_ssize_t> ho * wo
-    _check(workspace.shape[0] >= threads and workspace.shape[1] >= (
-        region + conv_out + pkh * wo + g.channels * g.hp * g.wp
-        + _direct_slack(&g, sizeof(floating))), "column workspace")
+    _check(workspace.shape[0] >= _eval_threads(&g, n_filters, num_threads, blas_single_threaded)
+           and workspace.shape[1] >= _eval_ws_size(&g, n_filters, pkh, sizeof(floating)),
+           "column workspace")
     if n_batch == 0:
         return
-    splits = _splits(direct, n_batch, threads, n_blocks)
+    _eval_run(&x[0, 0, 0, 0], n_batch, &g, &weight[0, 0], n_filters, &scale[0], &shift[0],
+              &add[0, 0, 0, 0] if has_add else NULL, relu, pkh, pkw, psh, psw, po, qo,
+              &workspace[0, 0], workspace.shape[1], num_threads, blas_single_threaded,
+              &out[0, 0, 0, 0])
+
+
+cdef Py_ssize_t _eval_ws_size(const Geom* g, Py_ssize_t n_filters, int pkh,
+                              Py_ssize_t itemsize) noexcept nogil:
+    """The per-thread workspace items ``_eval_run`` needs (``eval_workspace_size``)."""
+    return (_region(g, g.channels * g.kh * g.kw + 1, n_filters, itemsize)
+            + _blocks(n_filters) * CYNN_DIRECT_FB * <Py_ssize_t> g.ho * g.wo + pkh * g.wo
+            + g.channels * g.hp * g.wp + _direct_slack(g, itemsize))
+
+
+cdef int _eval_threads(const Geom* g, Py_ssize_t n_filters, int num_threads,
+                       bint blas_single_threaded) noexcept nogil:
+    """The threads ``_eval_run`` runs on: one when the GEMM path's BLAS has threads of
+    its own."""
+    if blas_single_threaded or _kind(g, True, n_filters) != _GEMM:
+        return num_threads
+    return 1
+
+
+cdef int _eval_run(const floating* x, Py_ssize_t n_batch, const Geom* g,
+                   const floating* weight, Py_ssize_t n_filters, const floating* scale,
+                   const floating* shift, const floating* add, bint relu, int pkh, int pkw,
+                   int psh, int psw, int po, int qo, floating* workspace, Py_ssize_t ws_len,
+                   int num_threads, bint blas_single_threaded, floating* out) except -1:
+    """The body of ``conv2d_forward_eval`` once its arguments are checked: weight (F, K)
+    rows, scale/shift (F,), add (N, F, Ho, Wo) or NULL, out (N, F, Po, Qo), workspace
+    rows of ``ws_len`` >= ``_eval_ws_size`` items, one per ``_eval_threads``."""
+    cdef Py_ssize_t k = g.channels * g.kh * g.kw, i, n, s, e, t
+    cdef int kind = _kind(g, True, n_filters)
+    cdef bint direct = kind != _GEMM
+    cdef Py_ssize_t n_blocks = _kind_blocks(n_filters, kind)
+    cdef int threads = _eval_threads(g, n_filters, num_threads, blas_single_threaded)
+    cdef Py_ssize_t region = _region(g, k + 1, n_filters, sizeof(floating))
+    cdef Py_ssize_t conv_out = _blocks(n_filters) * CYNN_DIRECT_FB * <Py_ssize_t> g.ho * g.wo
+    cdef Py_ssize_t splits = _splits(direct, n_batch, threads, n_blocks)
+    cdef Py_ssize_t in_size = g.channels * g.height * g.width
+    cdef Py_ssize_t add_size = n_filters * <Py_ssize_t> g.ho * g.wo
+    cdef Py_ssize_t out_size = n_filters * <Py_ssize_t> po * qo
+    cdef floating* wpk = NULL
+    cdef floating* folded = NULL
     try:
         if direct:
-            wpk = _pack(&weight[0, 0], k, n_filters, k, &shift[0], 1, &scale[0], kind)
+            wpk = _pack(weight, k, n_filters, k, shift, 1, scale, kind)
         else:
             folded = <floating*> malloc(n_filters * (k + 1) * sizeof(floating))
             if folded == NULL:
                 raise MemoryError(f"conv kernel: cannot allocate {n_filters * (k + 1)} weights")
             for e in range(n_filters):
                 for t in range(k):
-                    folded[e * (k + 1) + t] = weight[e, t] * scale[e]
+                    folded[e * (k + 1) + t] = weight[e * k + t] * scale[e]
                 folded[e * (k + 1) + k] = shift[e]
         for i in prange(n_batch * splits, nogil=True, schedule='static', num_threads=threads):
-            ws = &workspace[threadid(), 0]
             n = i // splits
             s = i - n * splits
-            _eval_sample(&x[n, 0, 0, 0], &g, folded, wpk, kind, n_filters,
-                         s * n_blocks // splits,
-                         (s + 1) * n_blocks // splits, ws, region, conv_out,
-                         &add[n, 0, 0, 0] if has_add else NULL, relu, pkh, pkw, psh, psw,
-                         po, qo, &out[n, 0, 0, 0])
+            _eval_sample(x + n * in_size, g, folded, wpk, kind, n_filters,
+                         s * n_blocks // splits, (s + 1) * n_blocks // splits,
+                         workspace + threadid() * ws_len, region, conv_out,
+                         add + n * add_size if add != NULL else NULL, relu, pkh, pkw, psh,
+                         psw, po, qo, out + n * out_size)
     finally:
         free(wpk)
         free(folded)
+    return 0
+
+
+cdef bint _is_array(object a, int typenum, int ndim) noexcept:
+    """``a`` is an aligned, native-order, C-contiguous ndarray of ``typenum`` and ``ndim``
+    axes."""
+    return (cnp.PyArray_Check(a) and cnp.PyArray_TYPE(<cnp.ndarray> a) == typenum
+            and cnp.PyArray_NDIM(<cnp.ndarray> a) == ndim
+            and cnp.PyArray_ISBEHAVED_RO(<cnp.ndarray> a)
+            and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray> a))
+
+
+cdef bint _is_vector(object a, int typenum, Py_ssize_t n) noexcept:
+    """``a`` is as ``_is_array`` would have it, of any axes, with ``n`` items."""
+    return (cnp.PyArray_Check(a) and cnp.PyArray_TYPE(<cnp.ndarray> a) == typenum
+            and cnp.PyArray_ISBEHAVED_RO(<cnp.ndarray> a)
+            and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray> a)
+            and cnp.PyArray_SIZE(<cnp.ndarray> a) == n)
+
+
+cdef inline void* _data(object a) noexcept:
+    return NULL if a is None else cnp.PyArray_DATA(<cnp.ndarray> a)
+
+
+cdef int _eval_step(floating* x, Py_ssize_t n_batch, const Geom* g, void* weight,
+                    Py_ssize_t n_filters, void* bias, void* mean, void* variance, double eps,
+                    void* gamma, void* beta, void* add, bint relu, int pkh, int pkw, int psh,
+                    int psw, int po, int qo, int num_threads, bint blas_single_threaded,
+                    void* out) except -1:
+    """``conv_eval_step`` once its arguments are checked: the folded affine map and a
+    workspace of the call's own, then ``_eval_run``."""
+    cdef int threads = _eval_threads(g, n_filters, num_threads, blas_single_threaded)
+    cdef Py_ssize_t ws_len = _eval_ws_size(g, n_filters, pkh, sizeof(floating))
+    cdef floating* affine = <floating*> malloc(2 * n_filters * sizeof(floating))
+    cdef floating* ws = <floating*> malloc(threads * ws_len * sizeof(floating))
+    try:
+        if affine == NULL or ws == NULL:
+            raise MemoryError(f"conv kernel: cannot allocate a {threads} x {ws_len} workspace")
+        _fold(n_filters, <floating*> bias, <floating*> mean, <floating*> variance, eps,
+              <floating*> gamma, <floating*> beta, affine, affine + n_filters)
+        _eval_run(x, n_batch, g, <floating*> weight, n_filters, affine, affine + n_filters,
+                  <floating*> add, relu, pkh, pkw, psh, psw, po, qo, ws, ws_len, num_threads,
+                  blas_single_threaded, <floating*> out)
+    finally:
+        free(affine)
+        free(ws)
+    return 0
+
+
+def conv_eval_step(x, weight, bias, mean, variance, double eps, gamma, beta, add, int sh,
+                   int sw, int ph, int pw, bint relu, int pkh, int pkw, int psh, int psw,
+                   int num_threads, bint blas_single_threaded):
+    """A planned evaluation-mode step (cynn._plan.ConvStep) in one call: ``fold_affine``,
+    a new output array, and ``conv2d_forward_eval`` on a workspace of the call's own.
+    ``weight`` is the layer's (F, C, kh, kw) array; ``bias``, ``mean`` with ``variance``,
+    ``gamma`` with ``beta`` (F items each) and ``add`` (N, F, Ho, Wo) are None when absent;
+    ``pkh`` 0 for no pooling.  Returns the output, or None, having done nothing, when an
+    array is not an aligned C-contiguous one of the weight's dtype and expected size or
+    the windows do not fit: the caller then takes the checked path, whose errors name
+    the problem.  The same bits as ``fold_affine`` then ``conv2d_forward_eval``."""
+    cdef int t, kh, kw, ho, wo, po, qo
+    cdef Py_ssize_t n_batch, n_filters
+    cdef cnp.npy_intp dims[4]
+    cdef Geom g
+    if not cnp.PyArray_Check(weight) or num_threads < 1 or pkh < 0:
+        return None
+    t = cnp.PyArray_TYPE(<cnp.ndarray> weight)
+    if ((t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64) or not _is_array(weight, t, 4)
+            or not _is_array(x, t, 4)
+            or cnp.PyArray_DIM(<cnp.ndarray> x, 1) != cnp.PyArray_DIM(<cnp.ndarray> weight, 1)):
+        return None
+    n_batch, n_filters = cnp.PyArray_DIM(<cnp.ndarray> x, 0), cnp.PyArray_DIM(<cnp.ndarray> weight, 0)
+    if n_batch < 1:
+        return None  # the layer's own error for an empty batch
+    if cnp.PyArray_DIM(<cnp.ndarray> weight, 2) > 1 << 20 or cnp.PyArray_DIM(<cnp.ndarray> weight, 3) > 1 << 20:
+        return None
+    kh, kw = cnp.PyArray_DIM(<cnp.ndarray> weight, 2), cnp.PyArray_DIM(<cnp.ndarray> weight, 3)
+    g = _geom(cnp.PyArray_DIM(<cnp.ndarray> x, 1), cnp.PyArray_DIM(<cnp.ndarray> x, 2),
+              cnp.PyArray_DIM(<cnp.ndarray> x, 3), kh, kw, sh, sw, ph, pw, 0, 0)
+    if (n_filters < 1 or sh < 1 or sw < 1 or ph < 0 or pw < 0 or kh > g.hp or kw > g.wp
+            or g.hp > 1 << 30 or g.wp > 1 << 30):
+        return None
+    ho, wo = <int> (g.hp - kh) // sh + 1, <int> (g.wp - kw) // sw + 1
+    g.ho, g.wo = ho, wo
+    if not _output_size_ok(ho, wo, g.height, g.width, kh, kw, sh, sw, ph, pw):
+        return None
+    po, qo = ho, wo
+    if pkh:
+        if not (pkw >= 1 and psh >= 1 and psw >= 1 and pkh <= ho and pkw <= wo):
+            return None
+        po, qo = (ho - pkh) // psh + 1, (wo - pkw) // psw + 1
+    if ((bias is not None and not _is_vector(bias, t, n_filters))
+            or (mean is None) != (variance is None) or (gamma is None) != (beta is None)
+            or (mean is not None and not (_is_vector(mean, t, n_filters)
+                                          and _is_vector(variance, t, n_filters)))
+            or (gamma is not None and not (_is_vector(gamma, t, n_filters)
+                                           and _is_vector(beta, t, n_filters)))):
+        return None
+    if add is not None and not (
+            _is_array(add, t, 4) and cnp.PyArray_DIM(<cnp.ndarray> add, 0) == n_batch
+            and cnp.PyArray_DIM(<cnp.ndarray> add, 1) == n_filters
+            and cnp.PyArray_DIM(<cnp.ndarray> add, 2) == ho
+            and cnp.PyArray_DIM(<cnp.ndarray> add, 3) == wo):
+        return None
+    dims[0], dims[1], dims[2], dims[3] = n_batch, n_filters, po, qo
+    out = cnp.PyArray_EMPTY(4, dims, t, 0)
+    if t == cnp.NPY_FLOAT32:
+        _eval_step(<float*> _data(x), n_batch, &g, _data(weight), n_filters, _data(bias),
+                   _data(mean), _data(variance), eps, _data(gamma), _data(beta), _data(add),
+                   relu, pkh, pkw, psh, psw, po, qo, num_threads, blas_single_threaded,
+                   _data(out))
+    else:
+        _eval_step(<double*> _data(x), n_batch, &g, _data(weight), n_filters, _data(bias),
+                   _data(mean), _data(variance), eps, _data(gamma), _data(beta), _data(add),
+                   relu, pkh, pkw, psh, psw, po, qo, num_threads, blas_single_threaded,
+                   _data(out))
+    return out
 
 
 def conv2d_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] dy,

@@ -14,12 +14,15 @@
    last whole vector are one more zero-padded vector at the end.  Tiles of 3 rows of x by 3 rows of W
    keep 9 sums in registers, each vector loaded once for the tile.  Rows r < n_rows
    of x and o in [o0, o1) of W; missing tile rows repeat a real one and are not
-   stored. */
+   stored.  Each stored output is the sum, plus bias[o] when ``bias`` is not NULL, then
+   0 where that is <= 0 when ``relu`` (as ReLU: NaN passes): the bits of adding the
+   bias and applying the ReLU after the product, in a plan's one pass. */
 enum { CYNN_DOT_CHUNK = 512 };
 #define CYNN_DOT_TILE(NAME, T, SFX)                                                    \
 CYNN_KERNEL CYNN_WIDE void NAME(const T* restrict x, Py_ssize_t ldx, Py_ssize_t r0,     \
         Py_ssize_t r1, const T* restrict w, Py_ssize_t ldw, Py_ssize_t o0,             \
-        Py_ssize_t o1, Py_ssize_t k, T* restrict y, Py_ssize_t ldy) {                  \
+        Py_ssize_t o1, Py_ssize_t k, const T* restrict bias, int relu, T* restrict y,  \
+        Py_ssize_t ldy) {                                                              \
     enum { L = 32 / sizeof(T), C = CYNN_DOT_CHUNK };                                   \
     typedef cynn_v32##SFX V;                                                           \
     Py_ssize_t kv = k / L * L;                                                         \
@@ -76,8 +79,10 @@ CYNN_KERNEL CYNN_WIDE void NAME(const T* restrict x, Py_ssize_t ldx, Py_ssize_t 
                     }                                                                  \
             }                                                                          \
             for (int i = 0; i < nr; i++)                                               \
-                for (int j = 0; j < no; j++)                                           \
-                    y[(r + i) * ldy + o + j] = out[i][j];                              \
+                for (int j = 0; j < no; j++) {                                         \
+                    T v = bias != NULL ? out[i][j] + bias[o + j] : out[i][j];          \
+                    y[(r + i) * ldy + o + j] = relu && v <= 0 ? (T)0 : v;              \
+                }                                                                      \
         }                                                                              \
     }                                                                                  \
 }

@@ -9,6 +9,10 @@ The blocks do not depend on the thread count, so neither do the results.
 from cython cimport floating
 from cython.parallel cimport prange
 
+cimport numpy as cnp
+
+cnp.import_array()
+
 include "_gemm.pxi"
 
 cdef enum:
@@ -48,10 +52,12 @@ def matmul(const floating[:, ::1] a, const floating[:, ::1] b, floating[:, ::1] 
 cdef extern from "dense.h":
     void cynn_dot_tile_f(const float* x, Py_ssize_t ldx, Py_ssize_t r0, Py_ssize_t r1,
                          const float* w, Py_ssize_t ldw, Py_ssize_t o0, Py_ssize_t o1,
-                         Py_ssize_t k, float* y, Py_ssize_t ldy) noexcept nogil
+                         Py_ssize_t k, const float* bias, int relu, float* y,
+                         Py_ssize_t ldy) noexcept nogil
     void cynn_dot_tile_d(const double* x, Py_ssize_t ldx, Py_ssize_t r0, Py_ssize_t r1,
                          const double* w, Py_ssize_t ldw, Py_ssize_t o0, Py_ssize_t o1,
-                         Py_ssize_t k, double* y, Py_ssize_t ldy) noexcept nogil
+                         Py_ssize_t k, const double* bias, int relu, double* y,
+                         Py_ssize_t ldy) noexcept nogil
 
 
 cdef enum:
@@ -62,26 +68,84 @@ cdef enum:
 def linear_forward(const floating[:, ::1] x, const floating[:, ::1] w, floating[:, ::1] y,
                    int num_threads):
     """y = x @ w.T, every entry the same sum (dense.h) for any batch size, batch
-    position and thread count.  Work items of DOT_ROWS rows by DOT_OUTPUTS outputs,
-    those that share outputs next to each other in each thread's share, so that a
-    thread's rows of W stay in the cache."""
-    cdef Py_ssize_t m = x.shape[0], k = x.shape[1], n_out = w.shape[0], i, rb, ob
-    cdef Py_ssize_t row_blocks = (m + DOT_ROWS - 1) // DOT_ROWS
-    cdef Py_ssize_t out_blocks = (n_out + DOT_OUTPUTS - 1) // DOT_OUTPUTS
+    position and thread count."""
+    cdef Py_ssize_t m = x.shape[0], k = x.shape[1], n_out = w.shape[0]
     _check(w.shape[1] == k, "weight shape")
     _check(y.shape[0] == m and y.shape[1] == n_out, "output shape")
     _check(num_threads >= 1, "thread count")
     if m == 0 or n_out == 0:
         return
-    for i in prange(row_blocks * out_blocks, nogil=True, schedule='static',
-                    num_threads=num_threads):
+    _linear(&x[0, 0], m, k, &w[0, 0], n_out, NULL, False, &y[0, 0], num_threads)
+
+
+cdef void _linear(const floating* x, Py_ssize_t m, Py_ssize_t k, const floating* w,
+                  Py_ssize_t n_out, const floating* bias, bint relu, floating* y,
+                  int num_threads) noexcept nogil:
+    """y (m, n_out) = x (m, k) @ w (n_out, k).T, plus ``bias`` (NULL for none), then the
+    ReLU when ``relu``.  Work items of DOT_ROWS rows by DOT_OUTPUTS outputs, those that
+    share outputs next to each other in each thread's share, so that a thread's rows of
+    W stay in the cache."""
+    cdef Py_ssize_t row_blocks = (m + DOT_ROWS - 1) // DOT_ROWS
+    cdef Py_ssize_t out_blocks = (n_out + DOT_OUTPUTS - 1) // DOT_OUTPUTS, i, rb, ob
+    for i in prange(row_blocks * out_blocks, schedule='static', num_threads=num_threads):
         ob = i // row_blocks
         rb = i - ob * row_blocks
         if floating is float:
-            cynn_dot_tile_f(&x[0, 0], k, rb * DOT_ROWS, min((rb + 1) * DOT_ROWS, m), &w[0, 0], k,
-                            ob * DOT_OUTPUTS, min((ob + 1) * DOT_OUTPUTS, n_out), k, &y[0, 0],
-                            n_out)
+            cynn_dot_tile_f(x, k, rb * DOT_ROWS, min((rb + 1) * DOT_ROWS, m), w, k,
+                            ob * DOT_OUTPUTS, min((ob + 1) * DOT_OUTPUTS, n_out), k, bias,
+                            relu, y, n_out)
         else:
-            cynn_dot_tile_d(&x[0, 0], k, rb * DOT_ROWS, min((rb + 1) * DOT_ROWS, m), &w[0, 0], k,
-                            ob * DOT_OUTPUTS, min((ob + 1) * DOT_OUTPUTS, n_out), k, &y[0, 0],
-                            n_out)
+            cynn_dot_tile_d(x, k, rb * DOT_ROWS, min((rb + 1) * DOT_ROWS, m), w, k,
+                            ob * DOT_OUTPUTS, min((ob + 1) * DOT_OUTPUTS, n_out), k, bias,
+                            relu, y, n_out)
+
+
+cdef bint _is_array(object a, int typenum, int ndim) noexcept:
+    """``a`` is an aligned, native-order, C-contiguous ndarray of ``typenum`` and ``ndim``
+    axes."""
+    return (cnp.PyArray_Check(a) and cnp.PyArray_TYPE(<cnp.ndarray> a) == typenum
+            and cnp.PyArray_NDIM(<cnp.ndarray> a) == ndim
+            and cnp.PyArray_ISBEHAVED_RO(<cnp.ndarray> a)
+            and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray> a))
+
+
+def linear_step(x, w, bias, bint relu, bint flatten, int num_threads):
+    """Linear's forward, the ReLU after it when ``relu``, in one call on a new output:
+    ``linear_forward``, then ``+ bias`` (None for none), then the ReLU, the same bits.
+    ``x`` (N, K) or, with ``flatten`` (a Flatten before the Linear), (N, ...) with K
+    items per sample; ``w`` (F, K).  Returns None, having done nothing, when an array is not an aligned
+    C-contiguous one of ``w``'s dtype and the expected size, or the batch is empty: the
+    caller then takes the checked path, whose errors name the problem."""
+    cdef int t
+    cdef Py_ssize_t m, k, n_out
+    cdef cnp.npy_intp dims[2]
+    if not cnp.PyArray_Check(w) or num_threads < 1:
+        return None
+    t = cnp.PyArray_TYPE(<cnp.ndarray> w)
+    if ((t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64) or not _is_array(w, t, 2)
+            or not cnp.PyArray_Check(x) or cnp.PyArray_NDIM(<cnp.ndarray> x) < 2
+            or (not flatten and cnp.PyArray_NDIM(<cnp.ndarray> x) != 2)
+            or not _is_array(x, t, cnp.PyArray_NDIM(<cnp.ndarray> x))):
+        return None
+    m, n_out, k = cnp.PyArray_DIM(<cnp.ndarray> x, 0), cnp.PyArray_DIM(<cnp.ndarray> w, 0), cnp.PyArray_DIM(<cnp.ndarray> w, 1)
+    if m < 1 or k < 1 or cnp.PyArray_SIZE(<cnp.ndarray> x) != m * k:
+        return None
+    if bias is not None and not (_is_array(bias, t, 1)
+                                 and cnp.PyArray_DIM(<cnp.ndarray> bias, 0) == n_out):
+        return None
+    dims[0], dims[1] = m, n_out
+    out = cnp.PyArray_EMPTY(2, dims, t, 0)
+    if n_out == 0:
+        return out
+    with nogil:
+        if t == cnp.NPY_FLOAT32:
+            _linear(<float*> cnp.PyArray_DATA(<cnp.ndarray> x), m, k,
+                    <float*> cnp.PyArray_DATA(<cnp.ndarray> w), n_out,
+                    NULL if bias is None else <float*> cnp.PyArray_DATA(<cnp.ndarray> bias),
+                    relu, <float*> cnp.PyArray_DATA(<cnp.ndarray> out), num_threads)
+        else:
+            _linear(<double*> cnp.PyArray_DATA(<cnp.ndarray> x), m, k,
+                    <double*> cnp.PyArray_DATA(<cnp.ndarray> w), n_out,
+                    NULL if bias is None else <double*> cnp.PyArray_DATA(<cnp.ndarray> bias),
+                    relu, <double*> cnp.PyArray_DATA(<cnp.ndarray> out), num_threads)
+    return out
