@@ -102,17 +102,50 @@ CYNN_KERNEL CYNN_WIDE void NAME(const T* restrict col, Py_ssize_t channels, Py_s
 enum { CYNN_DIRECT_FB = 4, CYNN_DIRECT_NV = 3 };
 
 #define CYNN_DIRECT_PACK(NAME, T, SFX)                                                 \
-CYNN_KERNEL void NAME(const T* restrict w, Py_ssize_t ldw, Py_ssize_t n_filters,        \
+CYNN_KERNEL CYNN_WIDE void NAME(const T* restrict w, Py_ssize_t ldw, Py_ssize_t n_filters, \
         Py_ssize_t taps, const T* restrict bias, Py_ssize_t bias_stride,               \
         const T* restrict scale, int FB, T* restrict wpk) {                            \
-    Py_ssize_t blocks = (n_filters + FB - 1) / FB;                                     \
-    for (Py_ssize_t blk = 0; blk < blocks; blk++)                                      \
-        for (Py_ssize_t t = 0; t < taps; t++)                                          \
-            for (int r = 0; r < FB; r++) {                                             \
-                Py_ssize_t f = blk * FB + r;                                           \
-                wpk[(blk * taps + t) * FB + r] = f >= n_filters ? (T)0                 \
-                    : scale != NULL ? w[f * ldw + t] * scale[f] : w[f * ldw + t];      \
+    /* Groups of H real filters by H taps go through an H x H transpose (each value    \
+       times its filter's scale, the one multiply either way); the last taps and       \
+       filters, and the zero filters that fill the last block, one by one. */          \
+    enum { H = 32 / sizeof(T) };                                                       \
+    typedef cynn_v32##SFX V;                                                           \
+    Py_ssize_t blocks = (n_filters + FB - 1) / FB, f0 = 0;                             \
+    for (; f0 + H <= n_filters; f0 += H) {                                             \
+        V sv;                                                                          \
+        if (scale != NULL) memcpy(&sv, scale + f0, sizeof sv);                         \
+        /* where tap 0 of filter f0 goes, and of f0 + 4 when blocks are 4 filters */     \
+        T* restrict d0 = wpk + (f0 / FB) * taps * FB + f0 % FB;                        \
+        T* restrict d4 = wpk + ((f0 + 4) / FB) * taps * FB + (f0 + 4) % FB;            \
+        Py_ssize_t t = 0;                                                              \
+        for (; t + H <= taps; t += H) {                                                \
+            V rows[H], c[H];                                                           \
+            for (int k = 0; k < H; k++) memcpy(&rows[k], w + (f0 + k) * ldw + t, sizeof(V)); \
+            cynn_transpose_##SFX(rows, c);                                             \
+            for (int l = 0; l < H; l++) {                                              \
+                V v = scale != NULL ? c[l] * sv : c[l];                                \
+                T vals[H];                                                             \
+                memcpy(vals, &v, sizeof vals);                                         \
+                /* copies of a size known here: a call to memmove would cost more */   \
+                if (FB % H == 0) {                                                     \
+                    memcpy(d0 + (t + l) * FB, vals, sizeof vals);                      \
+                } else if (FB == 4 && H == 8) {                                        \
+                    memcpy(d0 + (t + l) * 4, vals, 4 * sizeof(T));                     \
+                    memcpy(d4 + (t + l) * 4, vals + 4, 4 * sizeof(T));                 \
+                } else                                                                 \
+                    for (int q = 0; q < H; q++)                                        \
+                        wpk[(((f0 + q) / FB) * taps + t + l) * FB + (f0 + q) % FB] = vals[q]; \
             }                                                                          \
+        }                                                                              \
+        for (; t < taps; t++)                                                          \
+            for (Py_ssize_t f = f0; f < f0 + H; f++)                                   \
+                wpk[((f / FB) * taps + t) * FB + f % FB] =                             \
+                    scale != NULL ? w[f * ldw + t] * scale[f] : w[f * ldw + t];        \
+    }                                                                                  \
+    for (Py_ssize_t f = f0; f < blocks * FB; f++)                                      \
+        for (Py_ssize_t t = 0; t < taps; t++)                                          \
+            wpk[((f / FB) * taps + t) * FB + f % FB] = f >= n_filters ? (T)0           \
+                : scale != NULL ? w[f * ldw + t] * scale[f] : w[f * ldw + t];          \
     T* restrict b = wpk + blocks * taps * FB;                                          \
     for (Py_ssize_t f = 0; f < blocks * FB; f++)                                       \
         b[f] = (bias != NULL && f < n_filters) ? bias[f * bias_stride] : 0;            \
@@ -292,7 +325,11 @@ static inline __attribute__((always_inline)) void NAME(const T* restrict tile, i
             }                                                                          \
             cynn_transpose_##SFX(rows, c);                                             \
             T* restrict d = o + (Py_ssize_t)f0 * ld + k0;                              \
-            for (int l = 0; l < nl; l++) memcpy(d + l * ld, &c[l], (size_t)nr * sizeof(T)); \
+            if (nr == H) /* a copy of known size, not a call to memmove */               \
+                for (int l = 0; l < nl; l++) memcpy(d + l * ld, &c[l], sizeof c[l]);   \
+            else                                                                       \
+                for (int l = 0; l < nl; l++)                                           \
+                    for (int k = 0; k < nr; k++) d[l * ld + k] = c[l][k];              \
         }                                                                              \
     }                                                                                  \
 }
