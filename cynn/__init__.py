@@ -4,7 +4,7 @@ The hot layers (Conv2d, BatchNormalization, MaxPool2d and AvgPool2d, Linear, ReL
 on Cython kernels; everything else is plain Python around one small `Module` contract.
 """
 from . import containers, criterions, functional, layers, lr_scheduler, models, optim  # noqa: F401
-from ._plan import set_inference_plans, set_training_fusion
+from ._plan import release_inference_buffers, set_inference_plans, set_training_fusion
 from ._random import manual_seed
 from ._threads import get_num_threads, set_num_threads
 from .criterions import *  # noqa: F401,F403
@@ -25,6 +25,7 @@ __all__ = [
     "Sequential",
     "inference_mode",
     "set_inference_plans",
+    "release_inference_buffers",
     "set_training_fusion",
     "manual_seed",
     "set_num_threads",

@@ -387,3 +387,93 @@ def test_inference_mode_nests_per_thread_and_decorates():
         return is_inference()
 
     assert decorated() and not is_inference()
+
+
+def _big_model(dtype=np.float32):
+    """Outputs of 64 x 16 x 32 x 32 float32 (4 MiB): the size the output pool takes."""
+    rng = np.random.default_rng(11)
+    model = cynn.Sequential(cynn.Conv2d(3, 16, 3, dtype=dtype, random_state=0),
+                            cynn.BatchNormalization(n_features=16, dtype=dtype), cynn.ReLU(),
+                            cynn.Conv2d(16, 16, 3, dtype=dtype, random_state=1))
+    x = rng.standard_normal((64, 3, 32, 32)).astype(dtype)
+    _settle(model, rng, x)
+    return model, x
+
+
+def test_pooled_outputs_are_reused_only_when_nobody_holds_them():
+    model, x = _big_model()
+    _plan.release_inference_buffers()
+    with cynn.inference_mode():
+        first = model.forward(x)
+        kept = first.copy()
+        second = model.forward(2 * x)
+        # the first result is still held: the second call wrote elsewhere
+        np.testing.assert_array_equal(first, kept)
+        assert not np.shares_memory(first, second)
+        view = second[:, :3]
+        del second
+        third = model.forward(x)
+        assert not np.shares_memory(third, view)  # a view keeps its base from reuse
+        np.testing.assert_array_equal(third, kept)
+        del third, view
+        before = {_address(a) for a in _plan._local.pool}
+        assert len(before) >= 3  # both convolutions' outputs are pooled
+        fourth = model.forward(x)
+    # dropped, the buffers go out again: no fresh pages on every call
+    assert _address(fourth) in before
+    assert {_address(a) for a in _plan._local.pool} == before
+    np.testing.assert_array_equal(fourth, kept)
+    _plan.release_inference_buffers()
+    assert _plan._local.pool == []
+
+
+def test_pooled_outputs_stay_per_thread():
+    """Threads running one model at once each write their own pooled arrays."""
+    import threading
+
+    model, x = _big_model()
+    inputs = [x * (i + 1) for i in range(4)]
+    with cynn.inference_mode():
+        expected = [model.forward(a) for a in inputs]
+    errors = []
+
+    def run(i):
+        try:
+            with cynn.inference_mode():
+                for _ in range(3):
+                    out = model.forward(inputs[i])
+                    np.testing.assert_array_equal(out, expected[i])
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+
+
+def _address(array):
+    return array.__array_interface__["data"][0]
+
+
+def test_pool_gives_the_smallest_free_array_that_fits():
+    _plan.release_inference_buffers()
+    dtype = np.dtype(np.float32)
+    a = _plan.pooled((4, 1000), dtype)
+    b = _plan.pooled((2, 1000), dtype)
+    big, small = _address(a), _address(b)  # addresses: holding the arrays would block reuse
+    del a, b
+    c = _plan.pooled((1500,), dtype)
+    assert _address(c) == small and c.shape == (1500,) and c.flags.c_contiguous
+    d = _plan.pooled((3000,), dtype)
+    assert _address(d) == big
+    e = _plan.pooled((10,), dtype)  # both in use: a new array
+    assert _address(e) not in (big, small)
+    assert _plan.pooled((10,), np.dtype(np.float64)).dtype == np.float64
+    del c, d, e
+    for _ in range(_plan._POOL_ARRAYS + 2):
+        _plan.pooled((10,), np.dtype(np.float64)).fill(0)
+    assert len(_plan._local.pool) <= _plan._POOL_ARRAYS
+    _plan.release_inference_buffers()

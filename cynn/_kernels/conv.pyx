@@ -898,12 +898,13 @@ cdef int _eval_step(floating* x, Py_ssize_t n_batch, const Geom* g, void* weight
 
 def conv_eval_step(x, weight, bias, mean, variance, double eps, gamma, beta, add, int sh,
                    int sw, int ph, int pw, bint relu, int pkh, int pkw, int psh, int psw,
-                   int num_threads, bint blas_single_threaded):
+                   int num_threads, bint blas_single_threaded, out=None):
     """A planned evaluation-mode step (cynn._plan.ConvStep) in one call: ``fold_affine``,
     a new output array, and ``conv2d_forward_eval`` on a workspace of the call's own.
     ``weight`` is the layer's (F, C, kh, kw) array; ``bias``, ``mean`` with ``variance``,
     ``gamma`` with ``beta`` (F items each) and ``add`` (N, F, Ho, Wo) are None when absent;
-    ``pkh`` 0 for no pooling.  Returns the output, or None, having done nothing, when an
+    ``pkh`` 0 for no pooling.  ``out``, when given, is the array written (of the output's
+    shape, else None is returned).  Returns the output, or None, having done nothing, when an
     array is not an aligned C-contiguous one of the weight's dtype and expected size or
     the windows do not fit: the caller then takes the checked path, whose errors name
     the problem.  The same bits as ``fold_affine`` then ``conv2d_forward_eval``."""
@@ -951,8 +952,15 @@ def conv_eval_step(x, weight, bias, mean, variance, double eps, gamma, beta, add
             and cnp.PyArray_DIM(<cnp.ndarray> add, 2) == ho
             and cnp.PyArray_DIM(<cnp.ndarray> add, 3) == wo):
         return None
-    dims[0], dims[1], dims[2], dims[3] = n_batch, n_filters, po, qo
-    out = cnp.PyArray_EMPTY(4, dims, t, 0)
+    if out is None:
+        dims[0], dims[1], dims[2], dims[3] = n_batch, n_filters, po, qo
+        out = cnp.PyArray_EMPTY(4, dims, t, 0)
+    elif not (_is_array(out, t, 4) and cnp.PyArray_DIM(<cnp.ndarray> out, 0) == n_batch
+              and cnp.PyArray_DIM(<cnp.ndarray> out, 1) == n_filters
+              and cnp.PyArray_DIM(<cnp.ndarray> out, 2) == po
+              and cnp.PyArray_DIM(<cnp.ndarray> out, 3) == qo
+              and cnp.PyArray_ISWRITEABLE(<cnp.ndarray> out)):
+        return None
     if t == cnp.NPY_FLOAT32:
         _eval_step(<float*> _data(x), n_batch, &g, _data(weight), n_filters, _data(bias),
                    _data(mean), _data(variance), eps, _data(gamma), _data(beta), _data(add),
