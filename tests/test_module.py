@@ -201,10 +201,30 @@ def test_import_cynn_does_not_import_heavy_optional_packages():
     import subprocess
     import sys
 
-    code = ("import sys, cynn; bad = [m for m in ('sklearn', 'tqdm', 'matplotlib', 'torch') "
-            "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
+    # scipy.linalg (0.2 s) too: the kernels bind SciPy's BLAS on their first GEMM
+    code = ("import sys, cynn; bad = [m for m in ('sklearn', 'tqdm', 'matplotlib', 'torch', "
+            "'scipy.linalg') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_kernels_bind_scipys_blas_on_first_use():
+    """A fresh process whose first GEMM is a kernel's gets the right product."""
+    import subprocess
+    import sys
+
+    code = ("import numpy as np, sys; from cynn._kernels import conv, dense\n"
+            "assert 'scipy.linalg' not in sys.modules\n"
+            "r = np.random.default_rng(0); a = r.random((40, 30)); b = r.random((30, 20))\n"
+            "c = np.empty((40, 20)); dense.matmul(a, b, c, False, False, 0.0, 2, True)\n"
+            "assert np.allclose(c, a @ b, rtol=1e-13), abs(c - a @ b).max()\n"
+            "a32, b32 = a.astype(np.float32), b.astype(np.float32)\n"
+            "c32 = np.empty((40, 20), np.float32)\n"
+            "dense.matmul(a32, b32, c32, False, False, 0.0, 1, True)\n"
+            "assert np.allclose(c32, a32 @ b32, rtol=1e-5)\n"
+            "print('ok')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stdout + result.stderr
 
 
 def test_thread_count_defaults_follow_the_environment():

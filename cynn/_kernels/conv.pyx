@@ -624,6 +624,7 @@ def conv2d_forward(const floating[:, :, :, ::1] x, const floating[:, ::1] weight
     per thread (``workspace_size`` gives the length).  With fewer samples than threads,
     the direct kernel shares each sample's filters out between threads (the same sums
     either way)."""
+    _bind_blas()
     cdef Py_ssize_t n_batch = x.shape[0], n_filters = weight.shape[0], i, n, s, tid
     cdef Geom g = _geom(x.shape[1], x.shape[2], x.shape[3], kh, kw, sh, sw, ph, pw,
                         out.shape[2], out.shape[3])
@@ -755,6 +756,7 @@ def conv2d_forward_eval(const floating[:, :, :, ::1] x, const floating[:, ::1] w
     Wo) or empty for none, ``relu`` and a max pooling of window (pkh, pkw) and stride
     (psh, psw), pkh == 0 for none.  ``workspace`` rows have ``eval_workspace_size``
     items."""
+    _bind_blas()
     cdef Py_ssize_t n_batch = x.shape[0], n_filters = weight.shape[0]
     cdef Geom g = _geom(x.shape[1], x.shape[2], x.shape[3], kh, kw, sh, sw, ph, pw, 0, 0)
     cdef Py_ssize_t k = g.channels * kh * kw
@@ -908,6 +910,7 @@ def conv_eval_step(x, weight, bias, mean, variance, double eps, gamma, beta, add
     array is not an aligned C-contiguous one of the weight's dtype and expected size or
     the windows do not fit: the caller then takes the checked path, whose errors name
     the problem.  The same bits as ``fold_affine`` then ``conv2d_forward_eval``."""
+    _bind_blas()
     cdef int t, kh, kw, ho, wo, po, qo
     cdef Py_ssize_t n_batch, n_filters
     cdef cnp.npy_intp dims[4]
@@ -992,6 +995,7 @@ def conv2d_backward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
     ``workspace_dx`` and ``workspace_params`` have ``workspace_size`` items per thread for
     the geometry each computes with.
     """
+    _bind_blas()
     cdef Py_ssize_t n_batch = x.shape[0], n_filters = dy.shape[1]
     cdef Py_ssize_t n_groups = partial.shape[0], n, grp, tid, first, last
     cdef int threads = num_threads if blas_single_threaded else 1

@@ -31,6 +31,7 @@ def matmul(const floating[:, ::1] a, const floating[:, ::1] b, floating[:, ::1] 
     With ``blas_single_threaded=False`` (the BLAS could not be pinned to one thread)
     the blocks run serially and BLAS threads each call instead.
     """
+    _bind_blas()
     cdef int m = c.shape[0], n = c.shape[1]
     cdef int k = a.shape[0] if trans_a else a.shape[1]
     cdef int lda = a.shape[1], ldb = b.shape[1]
