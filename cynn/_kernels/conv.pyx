@@ -778,7 +778,8 @@ def conv2d_forward_eval(const floating[:, :, :, ::1] x, const floating[:, ::1] w
     _check(not has_add or (add.shape[0] == n_batch and add.shape[1] == n_filters
                            and add.shape[2] == ho and add.shape[3] == wo), "addend shape")
     _check(num_threads >= 1, "thread count")
-    _check(workspace.shape[0] >= _eval_threads(&g, n_filters, num_threads, blas_single_threaded)
+    _check(workspace.shape[0] >= _eval_threads(&g, n_batch, n_filters, num_threads,
+                                               blas_single_threaded)
            and workspace.shape[1] >= _eval_ws_size(&g, n_filters, pkh, sizeof(floating)),
            "column workspace")
     if n_batch == 0:
@@ -797,10 +798,18 @@ cdef Py_ssize_t _eval_ws_size(const Geom* g, Py_ssize_t n_filters, int pkh,
             + g.channels * g.hp * g.wp + _direct_slack(g, itemsize))
 
 
-cdef int _eval_threads(const Geom* g, Py_ssize_t n_filters, int num_threads,
-                       bint blas_single_threaded) noexcept nogil:
-    """The threads ``_eval_run`` runs on: one when the GEMM path's BLAS has threads of
-    its own."""
+cdef enum:
+    # Below this many multiply-adds a call runs on one thread: waking the others costs
+    # more than they save (small_cnn's 1 -> 16 channels at 8x8, batch 1: 9,216).
+    _SMALL_WORK = 65536
+
+
+cdef int _eval_threads(const Geom* g, Py_ssize_t n_batch, Py_ssize_t n_filters,
+                       int num_threads, bint blas_single_threaded) noexcept nogil:
+    """The threads ``_eval_run`` runs on: one for a small call, and when the GEMM path's
+    BLAS has threads of its own."""
+    if n_batch * n_filters * g.ho * g.wo * g.channels * g.kh * g.kw < _SMALL_WORK:
+        return 1
     if blas_single_threaded or _kind(g, True, n_filters) != _GEMM:
         return num_threads
     return 1
@@ -818,7 +827,7 @@ cdef int _eval_run(const floating* x, Py_ssize_t n_batch, const Geom* g,
     cdef int kind = _kind(g, True, n_filters)
     cdef bint direct = kind != _GEMM
     cdef Py_ssize_t n_blocks = _kind_blocks(n_filters, kind)
-    cdef int threads = _eval_threads(g, n_filters, num_threads, blas_single_threaded)
+    cdef int threads = _eval_threads(g, n_batch, n_filters, num_threads, blas_single_threaded)
     cdef Py_ssize_t region = _region(g, k + 1, n_filters, sizeof(floating))
     cdef Py_ssize_t conv_out = _blocks(n_filters) * CYNN_DIRECT_FB * <Py_ssize_t> g.ho * g.wo
     cdef Py_ssize_t splits = _splits(direct, n_batch, threads, n_blocks)
@@ -880,7 +889,7 @@ cdef int _eval_step(floating* x, Py_ssize_t n_batch, const Geom* g, void* weight
                     void* out) except -1:
     """``conv_eval_step`` once its arguments are checked: the folded affine map and a
     workspace of the call's own, then ``_eval_run``."""
-    cdef int threads = _eval_threads(g, n_filters, num_threads, blas_single_threaded)
+    cdef int threads = _eval_threads(g, n_batch, n_filters, num_threads, blas_single_threaded)
     cdef Py_ssize_t ws_len = _eval_ws_size(g, n_filters, pkh, sizeof(floating))
     cdef floating* affine = <floating*> malloc(2 * n_filters * sizeof(floating))
     cdef floating* ws = <floating*> malloc(threads * ws_len * sizeof(floating))

@@ -62,6 +62,7 @@ cdef extern from "dense.h":
 
 
 cdef enum:
+    SMALL_WORK = 65536  # multiply-adds below which one thread does it all (see conv.pyx)
     DOT_ROWS = 24      # rows of x per work item
     DOT_OUTPUTS = 24   # rows of W per work item (24 x K stays in the L2 cache)
 
@@ -88,6 +89,8 @@ cdef void _linear(const floating* x, Py_ssize_t m, Py_ssize_t k, const floating*
     W stay in the cache."""
     cdef Py_ssize_t row_blocks = (m + DOT_ROWS - 1) // DOT_ROWS
     cdef Py_ssize_t out_blocks = (n_out + DOT_OUTPUTS - 1) // DOT_OUTPUTS, i, rb, ob
+    if m * k * n_out < SMALL_WORK:
+        num_threads = 1
     for i in prange(row_blocks * out_blocks, schedule='static', num_threads=num_threads):
         ob = i // row_blocks
         rb = i - ob * row_blocks
