@@ -186,6 +186,12 @@ class ConvStep(_Step):
         self.conv, self.bn, self.scaling, self.relu, self.pool = conv, bn, scaling, relu, pool
 
     def __call__(self, input, add=None, relu=False):
+        out = self.fast(input, add, relu)
+        return self._checked(input, add, relu) if out is None else out
+
+    def fast(self, input, add, relu):
+        """The step in one kernel call, or None, having done nothing, for arguments the
+        call does not take as they are."""
         conv, bn, cs = self.conv, self.bn, self.scaling
         if self.pool is None:
             pkh = pkw = psh = psw = 0
@@ -203,9 +209,7 @@ class ConvStep(_Step):
             None if cs is None else cs.gamma, None if cs is None else cs.beta, add,
             *conv.stride, *conv.padding, self.relu or relu, pkh, pkw, psh, psw,
             get_num_threads(), kernel_blas_single_threaded(), buffer)
-        if out is not None:
-            return out
-        return self._checked(input, add, relu)
+        return out
 
     def _buffer(self, shape, pkh, pkw, psh, psw):
         """A pooled output array for input of ``shape``, or None when the output is small
@@ -291,7 +295,11 @@ class ResidualStep(_Step):
         h = input
         for step in steps[:-1]:
             h = step(h)
-        skip = np.asarray(input) if res.shortcut is None else res.shortcut.forward(input)
+        skip = input if res.shortcut is None else res.shortcut.forward(input)
+        out = last.fast(h, skip, self.relu)
+        if out is not None:
+            return out
+        skip = np.asarray(skip)
         conv = last.conv
         x, (ho, wo) = conv._check_input(h)
         if skip.shape != (x.shape[0], conv.out_channels, ho, wo):
