@@ -239,9 +239,13 @@ CYNN_KERNEL ATTR void NAME(const T* restrict xp, Py_ssize_t channels,           
    positions by one or NBM blocks of FB = 16 filters, each tap's packed weights loaded
    as vectors and each input value broadcast to them.  On 32-byte vectors a tile keeps
    12 vector sums (two vectors of 8 floats by 6 positions, four of 4 doubles by 3); on
-   64-byte vectors 24 (two blocks, two vectors of 16 floats, by 12 positions; two
-   vectors of 8 doubles by 12), so that each broadcast feeds two multiply-adds and the
-   loads keep up with the multiply-adds.  Unlike CYNN_DIRECT it computes
+   64-byte vectors 16 (two blocks, two vectors of 16 floats, by 8 positions; two
+   vectors of 8 doubles by 8), so that each broadcast feeds two multiply-adds and the
+   loads keep up with the multiply-adds.  Not 12 positions on 64-byte vectors: their
+   12 position pointers do not fit the general registers with the loop's own, and GCC
+   parks them in vector registers and spills a weight vector to the stack (8 positions:
+   35-40% faster, float32 and float64, 8x8 to 16x16 planes, stride 1 and 2; an 8x8
+   plane is also 8 whole tiles, where 12 positions fill 6 tiles to 89%).  Unlike CYNN_DIRECT it computes
    only the Ho * Wo valid positions and needs no wide grid, and its weights are read
    as aligned vectors; it pays a transpose per tile to store position-major rows,
    which is small beside the taps from CYNN_FDIRECT_MIN_TAPS up (with fewer, CYNN_DIRECT
@@ -686,7 +690,7 @@ CYNN_KERNEL void NAME(const T* xp, Py_ssize_t channels, Py_ssize_t hp, Py_ssize_
 }
 #define CYNN_FDIRECT(NAME, T, SFX)                                                     \
 CYNN_FDIRECT_VB(NAME##_y, T, SFX, 32, 12 * 32 / CYNN_FDIRECT_FB / (int)sizeof(T), 1, CYNN_WIDE)                                   \
-CYNN_FDIRECT_VB(NAME##_z, T, SFX, 64, 12, sizeof(T) == 4 ? 2 : 1, CYNN_V64)                                    \
+CYNN_FDIRECT_VB(NAME##_z, T, SFX, 64, 8, sizeof(T) == 4 ? 2 : 1, CYNN_V64)                                    \
 CYNN_KERNEL void NAME(const T* xp, Py_ssize_t channels, Py_ssize_t hp, Py_ssize_t wp,   \
         int kh, int kw, int sh, int sw, int ho, int wo, const T* wpk,                  \
         Py_ssize_t n_filters, Py_ssize_t blk0, Py_ssize_t blk1, T* out, Py_ssize_t ldo) { \
