@@ -643,6 +643,23 @@ CYNN_KERNEL CYNN_WIDE void NAME(const T* restrict buf, Py_ssize_t ldb, Py_ssize_
         int pkh, int pkw, int psh, int psw, int po, int qo, T* restrict tmp,           \
         T* restrict out) {                                                             \
     Py_ssize_t plane = (Py_ssize_t)ho * wo;                                            \
+    if (add == NULL && pkh == 2 && pkw == 2 && psw == 2) {                             \
+        /* The ReLU after the pooling instead of before: the same bits (a window's     \
+           first NaN wins either way, the ReLU keeps it, and it is monotone), without  \
+           copying the rows to tmp first. */                                           \
+        for (Py_ssize_t f = f0; f < f1; f++) {                                         \
+            T* restrict d = out + f * po * (Py_ssize_t)qo;                             \
+            for (int i = 0; i < po; i++) {                                             \
+                const T* r0 = buf + f * ldb + (Py_ssize_t)i * psh * pitch;             \
+                cynn_max2x2_row_##SFX(r0, r0 + pitch, d + (Py_ssize_t)i * qo, NULL, qo, 0, \
+                                      (int)pitch);                                     \
+            }                                                                          \
+            if (relu) /* over the filter's whole plane: long enough to vectorize */     \
+                for (Py_ssize_t j = 0; j < (Py_ssize_t)po * qo; j++)                   \
+                    d[j] = d[j] <= 0 ? (T)0 : d[j];                                    \
+        }                                                                              \
+        return;                                                                        \
+    }                                                                                  \
     for (Py_ssize_t f = f0; f < f1; f++)                                               \
         for (int i = 0; i < po; i++) {                                                 \
             for (int a = 0; a < pkh; a++) {                                            \
