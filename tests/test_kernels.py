@@ -788,7 +788,8 @@ def test_kernel_header_compiles_alone_without_warnings(header, tmp_path):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("m, k, n_out", [(1, 3136, 128), (5, 7, 4), (50, 1030, 25), (3, 1, 1)])
+@pytest.mark.parametrize("m, k, n_out", [(1, 3136, 128), (5, 7, 4), (50, 1030, 25), (3, 1, 1),
+                                        (30, 70, 61), (101, 600, 30)])
 def test_linear_forward_kernel_matches_reference_and_is_batch_invariant(m, k, n_out, dtype, rng,
                                                                         tolerance):
     """y = x W^T with K tails past the last vector and past the last 512-value chunk, row

@@ -61,6 +61,19 @@ cdef extern from "dense.h":
                          Py_ssize_t ldy) noexcept nogil
 
 
+cdef extern from "dense.h":
+    int cynn_dot_v64
+    int cynn_dot_init()
+
+cdef int _dot_v64 = cynn_dot_init()
+
+
+def dot_vector_bytes():
+    """The vector width of Linear's forward products here: 64 on x86-64-v4, else 32
+    (dense.h; the two sum in different orders)."""
+    return 64 if cynn_dot_v64 else 32
+
+
 cdef enum:
     SMALL_WORK = 65536  # multiply-adds below which one thread does it all (see conv.pyx)
     DOT_ROWS = 24      # rows of x per work item
@@ -84,16 +97,22 @@ cdef void _linear(const floating* x, Py_ssize_t m, Py_ssize_t k, const floating*
                   Py_ssize_t n_out, const floating* bias, bint relu, floating* y,
                   int num_threads) noexcept nogil:
     """y (m, n_out) = x (m, k) @ w (n_out, k).T, plus ``bias`` (NULL for none), then the
-    ReLU when ``relu``.  Work items of DOT_ROWS rows by DOT_OUTPUTS outputs, those that
-    share outputs next to each other in each thread's share, so that a thread's rows of
-    W stay in the cache."""
+    ReLU when ``relu``.  Work items of DOT_ROWS rows by DOT_OUTPUTS outputs; in each
+    thread's share, those that share the larger operand's block come next to each other,
+    so that it is read from memory once and the smaller one cycles through the cache
+    (for a batch larger than the outputs: x's rows)."""
     cdef Py_ssize_t row_blocks = (m + DOT_ROWS - 1) // DOT_ROWS
     cdef Py_ssize_t out_blocks = (n_out + DOT_OUTPUTS - 1) // DOT_OUTPUTS, i, rb, ob
+    cdef bint rows_outer = m > n_out
     if m * k * n_out < SMALL_WORK:
         num_threads = 1
     for i in prange(row_blocks * out_blocks, schedule='static', num_threads=num_threads):
-        ob = i // row_blocks
-        rb = i - ob * row_blocks
+        if rows_outer:
+            rb = i // out_blocks
+            ob = i - rb * out_blocks
+        else:
+            ob = i // row_blocks
+            rb = i - ob * row_blocks
         if floating is float:
             cynn_dot_tile_f(x, k, rb * DOT_ROWS, min((rb + 1) * DOT_ROWS, m), w, k,
                             ob * DOT_OUTPUTS, min((ob + 1) * DOT_OUTPUTS, n_out), k, bias,
