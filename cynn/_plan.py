@@ -107,20 +107,23 @@ def training_fusion_enabled():
 # A batch of 512 CIFAR-size images gives 33 MB activations.  glibc serves blocks above
 # 32 MB by mmap and unmaps them on free, so every such output of every call is fresh
 # memory: a page fault per page and the kernel zeroing it (ResNet-20 at batch 512: 3,700
-# faults a call, 10-20% of its time).  Inside the plans, large step outputs come from a
-# pool of the calling thread's own instead, and an array goes out again only when the
-# pool holds the only reference to it (no caller, view or other thread has it), so a
-# result anyone still holds is never overwritten.  Up to _POOL_ARRAYS arrays stay with
-# each thread that ran a plan until it exits or calls `release_inference_buffers`.
-_POOL_MIN_BYTES = 1 << 22
-_POOL_ARRAYS = 8
+# faults a call, 10-20% of its time); smaller blocks past its mmap threshold (128 KiB
+# at first) fault too whenever free gives the heap's top back (ResNet-20 at batch 16:
+# 550 faults a residual block).  Inside the plans, a convolution step's output and
+# workspace of 128 KiB and up (conv.pyx's _ALLOC_MIN_BYTES) come from a pool of the
+# calling thread's own instead, and an array goes out again only when the pool holds
+# the only reference to it (no caller, view or other thread has it), so a result anyone
+# still holds is never overwritten.  Up to _POOL_ARRAYS arrays stay with each thread
+# that ran a plan until it exits or calls `release_inference_buffers`.
+_POOL_ARRAYS = 16
+_POOL_OVERSIZE = 4   # an array serves requests down to a quarter of its size
 
 
 def pooled(shape, dtype):
     """An uninitialized C-contiguous array of ``shape`` and ``dtype`` from the calling
-    thread's pool: the start of the smallest free pooled array that is large enough,
-    else a new array that joins the pool (the least recently used one leaving it when
-    it is full)."""
+    thread's pool: the start of the smallest free pooled array that is large enough
+    (and at most _POOL_OVERSIZE times too large), else a new array that joins the pool
+    (the least recently used one leaving it when it is full)."""
     pool = getattr(_local, "pool", None)
     if pool is None:
         pool = _local.pool = []
@@ -129,7 +132,8 @@ def pooled(shape, dtype):
     for i in range(len(pool)):
         array = pool[i]
         # three references: the pool's, ``array`` and getrefcount's argument
-        if (array.dtype == dtype and array.size >= count and sys.getrefcount(array) == 3
+        if (array.dtype == dtype and count <= array.size <= _POOL_OVERSIZE * count
+                and sys.getrefcount(array) == 3
                 and (best is None or array.size < pool[best].size)):
             best = i
     if best is None:
@@ -197,10 +201,6 @@ class ConvStep(_Step):
             pkh = pkw = psh = psw = 0
         else:
             (pkh, pkw), (psh, psw) = self.pool.kernel_size, self.pool.stride
-        buffer = None
-        if (type(input) is np.ndarray and input.ndim == 4
-                and input.nbytes // input.shape[1] * conv.out_channels >= _POOL_MIN_BYTES):
-            buffer = self._buffer(input.shape, pkh, pkw, psh, psw)
         # One kernel call for input as the layers would take it as is; anything else
         # (another dtype, a list, a view, a bad shape) goes through the checked path.
         out = _conv.conv_eval_step(
@@ -208,26 +208,8 @@ class ConvStep(_Step):
             None if bn is None else bn.moving_variance, 0.0 if bn is None else bn.eps,
             None if cs is None else cs.gamma, None if cs is None else cs.beta, add,
             *conv.stride, *conv.padding, self.relu or relu, pkh, pkw, psh, psw,
-            get_num_threads(), kernel_blas_single_threaded(), buffer)
+            get_num_threads(), kernel_blas_single_threaded(), alloc=pooled)
         return out
-
-    def _buffer(self, shape, pkh, pkw, psh, psw):
-        """A pooled output array for input of ``shape``, or None when the output is small
-        or the windows do not fit (the kernel then declines, and the checks explain)."""
-        conv = self.conv
-        (kh, kw), (sh, sw), (ph, pw) = conv.kernel_size, conv.stride, conv.padding
-        h, w = shape[2] + 2 * ph - kh, shape[3] + 2 * pw - kw
-        if h < 0 or w < 0:
-            return None
-        ho, wo = h // sh + 1, w // sw + 1
-        if pkh:
-            if pkh > ho or pkw > wo:
-                return None
-            ho, wo = (ho - pkh) // psh + 1, (wo - pkw) // psw + 1
-        out_shape = (shape[0], conv.out_channels, ho, wo)
-        if math.prod(out_shape) * conv.dtype.itemsize < _POOL_MIN_BYTES:
-            return None
-        return pooled(out_shape, conv.dtype)
 
     def _checked(self, input, add, relu):
         conv = self.conv

@@ -390,7 +390,7 @@ def test_inference_mode_nests_per_thread_and_decorates():
 
 
 def _big_model(dtype=np.float32):
-    """Outputs of 64 x 16 x 32 x 32 float32 (4 MiB): the size the output pool takes."""
+    """Outputs of 64 x 16 x 32 x 32 float32 (4 MiB): past the size the pool takes."""
     rng = np.random.default_rng(11)
     model = cynn.Sequential(cynn.Conv2d(3, 16, 3, dtype=dtype, random_state=0),
                             cynn.BatchNormalization(n_features=16, dtype=dtype), cynn.ReLU(),
@@ -472,8 +472,35 @@ def test_pool_gives_the_smallest_free_array_that_fits():
     e = _plan.pooled((10,), dtype)  # both in use: a new array
     assert _address(e) not in (big, small)
     assert _plan.pooled((10,), np.dtype(np.float64)).dtype == np.float64
-    del c, d, e
+    del c, d
+    f = _plan.pooled((999,), dtype)  # under a quarter of the big array: not that one
+    assert _address(f) == small
+    del e, f
     for _ in range(_plan._POOL_ARRAYS + 2):
         _plan.pooled((10,), np.dtype(np.float64)).fill(0)
     assert len(_plan._local.pool) <= _plan._POOL_ARRAYS
     _plan.release_inference_buffers()
+
+
+def test_conv_eval_step_takes_its_large_arrays_from_alloc():
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((8, 16, 32, 32)).astype(np.float32)  # output: 512 KiB
+    w = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
+    asked = []
+
+    def alloc(shape, dtype):
+        asked.append(shape)
+        return np.empty(shape, dtype)
+
+    geometry = (1, 1, 1, 1, True, 0, 0, 0, 0, 2, True)
+    out = _conv.conv_eval_step(x, w, None, None, None, 0.0, None, None, None, *geometry,
+                               alloc=alloc)
+    plain = _conv.conv_eval_step(x, w, None, None, None, 0.0, None, None, None, *geometry)
+    np.testing.assert_array_equal(out, plain)
+    assert (8, 16, 32, 32) in asked and len(asked) == 2  # the output and the workspace
+    small = _conv.conv_eval_step(x[:1, :, :8, :8].copy(), w, None, None, None, 0.0, None,
+                                 None, None, *geometry, alloc=alloc)
+    assert small.shape == (1, 16, 8, 8) and len(asked) == 2  # small: malloc, not alloc
+    with pytest.raises(ValueError, match="alloc gave an unusable"):
+        _conv.conv_eval_step(x, w, None, None, None, 0.0, None, None, None, *geometry,
+                             alloc=lambda shape, dtype: np.empty(shape, np.float64))
