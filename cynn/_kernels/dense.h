@@ -17,13 +17,14 @@
    are not stored.  Each stored output is the sum, plus bias[o] when ``bias`` is not
    NULL, then 0 where that is <= 0 when ``relu`` (as ReLU: NaN passes): the bits of
    adding the bias and applying the ReLU after the product, in a plan's one pass.
+   A row alone takes a tile of one row by 6 or 8 outputs.
    Twice: 32-byte vectors in 3 x 3 tiles, and 64-byte vectors in 4 x 4 tiles for
    x86-64-v4 (512 -> 64 at batch 512, two threads: 142-150 -> 158-229 GFLOP/s; at 3136
    inputs both stay near 150, bound by the L2 cache: a tile's 8 rows of 12 KB do not
    stay in the L1); the lane count sets the order of the sums, so the two give
    different bits, and one process uses one (dense.pyx). */
 enum { CYNN_DOT_CHUNK = 512 };
-#define CYNN_DOT_TILE_VB(NAME, T, SFX, VB, R, O, ATTR)                                 \
+#define CYNN_DOT_TILE_VB(NAME, T, SFX, VB, R, O, ATTR, ONE_ROW)                        \
 CYNN_KERNEL ATTR void NAME(const T* restrict x, Py_ssize_t ldx, Py_ssize_t r0,          \
         Py_ssize_t r1, const T* restrict w, Py_ssize_t ldw, Py_ssize_t o0,             \
         Py_ssize_t o1, Py_ssize_t k, const T* restrict bias, int relu, T* restrict y,  \
@@ -33,6 +34,12 @@ CYNN_KERNEL ATTR void NAME(const T* restrict x, Py_ssize_t ldx, Py_ssize_t r0,  
     Py_ssize_t kv = k / L * L;                                                         \
     for (Py_ssize_t r = r0; r < r1; r += R) {                                          \
         int nr = r1 - r < R ? (int)(r1 - r) : R;                                       \
+        if (nr == 1 && R > 1) {                                                        \
+            /* a row alone (batch 1, a block's last row): the one-row tile, not R     \
+               copies of it; each output is the same sum in either */                 \
+            ONE_ROW(x, ldx, r, r + 1, w, ldw, o0, o1, k, bias, relu, y, ldy);          \
+            continue;                                                                  \
+        }                                                                              \
         const T* xs[R];                                                                \
         for (int i = 0; i < R; i++) xs[i] = x + (r + (i < nr ? i : nr - 1)) * ldx;     \
         for (Py_ssize_t o = o0; o < o1; o += O) {                                      \
@@ -101,8 +108,11 @@ static inline int cynn_dot_init(void) {
 }
 
 #define CYNN_DOT_TILE(NAME, T, SFX)                                                    \
-CYNN_DOT_TILE_VB(NAME##_y, T, SFX, 32, 3, 3, CYNN_WIDE)                                \
-CYNN_DOT_TILE_VB(NAME##_z, T, SFX, 64, 4, 4, CYNN_V64)                                 \
+/* (the one-row tiles name themselves as ONE_ROW: never called, as R is 1) */          \
+CYNN_DOT_TILE_VB(NAME##_y1, T, SFX, 32, 1, 6, CYNN_WIDE, NAME##_y1)                    \
+CYNN_DOT_TILE_VB(NAME##_y, T, SFX, 32, 3, 3, CYNN_WIDE, NAME##_y1)                     \
+CYNN_DOT_TILE_VB(NAME##_z1, T, SFX, 64, 1, 8, CYNN_V64, NAME##_z1)                     \
+CYNN_DOT_TILE_VB(NAME##_z, T, SFX, 64, 4, 4, CYNN_V64, NAME##_z1)                      \
 CYNN_KERNEL void NAME(const T* x, Py_ssize_t ldx, Py_ssize_t r0, Py_ssize_t r1,         \
         const T* w, Py_ssize_t ldw, Py_ssize_t o0, Py_ssize_t o1, Py_ssize_t k,        \
         const T* bias, int relu, T* y, Py_ssize_t ldy) {                               \
