@@ -861,13 +861,7 @@ cdef int _eval_run(const floating* x, Py_ssize_t n_batch, const Geom* g,
     return 0
 
 
-cdef bint _is_array(object a, int typenum, int ndim) noexcept:
-    """``a`` is an aligned, native-order, C-contiguous ndarray of ``typenum`` and ``ndim``
-    axes."""
-    return (cnp.PyArray_Check(a) and cnp.PyArray_TYPE(<cnp.ndarray> a) == typenum
-            and cnp.PyArray_NDIM(<cnp.ndarray> a) == ndim
-            and cnp.PyArray_ISBEHAVED_RO(<cnp.ndarray> a)
-            and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray> a))
+include "_arrays.pxi"
 
 
 cdef bint _is_vector(object a, int typenum, Py_ssize_t n) noexcept:

@@ -123,13 +123,7 @@ cdef void _linear(const floating* x, Py_ssize_t m, Py_ssize_t k, const floating*
                             relu, y, n_out)
 
 
-cdef bint _is_array(object a, int typenum, int ndim) noexcept:
-    """``a`` is an aligned, native-order, C-contiguous ndarray of ``typenum`` and ``ndim``
-    axes."""
-    return (cnp.PyArray_Check(a) and cnp.PyArray_TYPE(<cnp.ndarray> a) == typenum
-            and cnp.PyArray_NDIM(<cnp.ndarray> a) == ndim
-            and cnp.PyArray_ISBEHAVED_RO(<cnp.ndarray> a)
-            and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray> a))
+include "_arrays.pxi"
 
 
 def linear_step(x, w, bias, bint relu, bint flatten, int num_threads):
