@@ -15,10 +15,7 @@
    reduces its sums across the vector's lanes. */
 static int cynn_v64_enabled = 0;
 static inline int cynn_v64_init(void) {
-#if CYNN_HAVE_V64
-    __builtin_cpu_init();
-    cynn_v64_enabled = __builtin_cpu_supports("x86-64-v4") ? 1 : 0;
-#endif
+    cynn_v64_enabled = cynn_cpu_v64();
     return cynn_v64_enabled;
 }
 

@@ -66,6 +66,17 @@
 #define CYNN_V64
 #endif
 
+/* Whether this CPU runs the CYNN_V64 code (x86-64-v4); the kernels with two widths ask
+   once, at import. */
+static inline int cynn_cpu_v64(void) {
+#if CYNN_HAVE_V64
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("x86-64-v4") ? 1 : 0;
+#else
+    return 0;
+#endif
+}
+
 /* Keeps GCC from turning a short copy loop into a libc memcpy call, whose call
    overhead costs more than the copy on rows of a few values. */
 #if defined(__GNUC__) && !defined(__clang__)

@@ -100,10 +100,7 @@ CYNN_KERNEL ATTR void NAME(const T* restrict x, Py_ssize_t ldx, Py_ssize_t r0,  
    whether the CPU has x86-64-v4 (as conv.h's cynn_v64_init). */
 static int cynn_dot_v64 = 0;
 static inline int cynn_dot_init(void) {
-#if CYNN_HAVE_V64
-    __builtin_cpu_init();
-    cynn_dot_v64 = __builtin_cpu_supports("x86-64-v4") ? 1 : 0;
-#endif
+    cynn_dot_v64 = cynn_cpu_v64();
     return cynn_dot_v64;
 }
 
