@@ -787,14 +787,30 @@ def test_kernel_header_compiles_alone_without_warnings(header, tmp_path):
     assert result.returncode == 0 and not result.stderr, result.stderr
 
 
+def _dot_widths():
+    from cynn._kernels import dense
+
+    return [32, 64] if dense.dot_vector_bytes() == 64 else [32]
+
+
+@pytest.fixture(params=_dot_widths(), ids=lambda n: f"{n}-byte")
+def dot_width(request):
+    """Linear's products on each vector width this CPU has (dense.h's two tiles)."""
+    from cynn._kernels import dense
+
+    previous = dense.set_dot_vector_bytes(request.param)
+    yield request.param
+    dense.set_dot_vector_bytes(previous)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("m, k, n_out", [(1, 3136, 128), (5, 7, 4), (50, 1030, 25), (3, 1, 1),
                                         (30, 70, 61), (101, 600, 30)])
 def test_linear_forward_kernel_matches_reference_and_is_batch_invariant(m, k, n_out, dtype, rng,
-                                                                        tolerance):
+                                                                        tolerance, dot_width):
     """y = x W^T with K tails past the last vector and past the last 512-value chunk, row
     and output counts that are not multiples of the tiles; each row alone, and any
-    thread count, gives the same bits as the row inside the batch."""
+    thread count, gives the same bits as the row inside the batch, on either width."""
     from cynn._kernels import dense
 
     x = rng.standard_normal((m, k)).astype(dtype)
@@ -809,7 +825,11 @@ def test_linear_forward_kernel_matches_reference_and_is_batch_invariant(m, k, n_
         alone = np.empty((1, n_out), dtype)
         dense.linear_forward(np.ascontiguousarray(x[row:row + 1]), w, alone, 3)
         np.testing.assert_array_equal(alone[0], y[row])
+    fused = dense.linear_step(x, w, np.ones(n_out, dtype), True, False, 2)
+    np.testing.assert_array_equal(fused, np.where(y + 1 <= 0, 0, y + 1))
     with pytest.raises(ValueError, match="inconsistent weight shape"):
         dense.linear_forward(x, w[:, :-1].copy() if k > 1 else np.empty((n_out, 2), dtype), y, 1)
     with pytest.raises(ValueError, match="inconsistent output shape"):
         dense.linear_forward(x, w, np.empty((m, n_out + 1), dtype), 1)
+    with pytest.raises(ValueError, match="32 or 64"):
+        dense.set_dot_vector_bytes(16)

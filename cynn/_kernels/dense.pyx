@@ -74,6 +74,20 @@ def dot_vector_bytes():
     return 64 if cynn_dot_v64 else 32
 
 
+def set_dot_vector_bytes(int n):
+    """Run Linear's forward products on 32- or 64-byte vectors (64 only where the CPU
+    has them), to test or compare; returns the previous width.  Not thread-safe: set it
+    before any thread runs a product."""
+    global cynn_dot_v64
+    if n not in (32, 64):
+        raise ValueError(f"vector width must be 32 or 64 bytes, got {n!r}")
+    if n == 64 and not _dot_v64:
+        raise ValueError("this CPU has no 64-byte vectors (x86-64-v4)")
+    old = dot_vector_bytes()
+    cynn_dot_v64 = n == 64
+    return old
+
+
 cdef enum:
     SMALL_WORK = 65536  # multiply-adds below which one thread does it all (see conv.pyx)
     DOT_ROWS = 24      # rows of x per work item
