@@ -23,9 +23,10 @@ hand every intermediate array from layer to layer.  It groups its layers into st
 - every other module runs its own ``forward`` (containers inside run their own plans).
 
 Large step outputs come from a per-thread pool (see ``pooled``).  A step is one kernel
-call (``conv_eval_step``, ``linear_step``) that folds, allocates and runs in C: at batch 1 the Python work per layer, not the arithmetic, is what costs.
-Input that the call does not take as is (another dtype, a view, a bad shape) goes
-through the layers' checked path instead, which converts it or raises their errors.
+call (``conv_eval_step``, ``linear_step``) that folds, allocates and runs in C: at
+batch 1 the Python work per layer, not the arithmetic, is what costs.  Input that the
+call does not take as is (another dtype, a view, a bad shape) goes through the layers'
+checked path instead, which converts it or raises their errors.
 The grouping is by exact type, so a subclass that changes a layer's behaviour runs as
 itself.  The results equal the layer-by-layer forward up to float rounding (the folded
 affine map rounds once instead of three times), the same for any thread count.
@@ -203,13 +204,12 @@ class ConvStep(_Step):
             (pkh, pkw), (psh, psw) = self.pool.kernel_size, self.pool.stride
         # One kernel call for input as the layers would take it as is; anything else
         # (another dtype, a list, a view, a bad shape) goes through the checked path.
-        out = _conv.conv_eval_step(
+        return _conv.conv_eval_step(
             input, conv.W, conv.b, None if bn is None else bn.moving_mean,
             None if bn is None else bn.moving_variance, 0.0 if bn is None else bn.eps,
             None if cs is None else cs.gamma, None if cs is None else cs.beta, add,
             *conv.stride, *conv.padding, self.relu or relu, pkh, pkw, psh, psw,
             get_num_threads(), kernel_blas_single_threaded(), alloc=pooled)
-        return out
 
     def _checked(self, input, add, relu):
         conv = self.conv

@@ -273,6 +273,7 @@ def workspace_size(Py_ssize_t channels, Py_ssize_t height, Py_ssize_t width, int
 cdef str _FAMILY = "conv"
 include "_checks.pxi"
 include "_geometry.pxi"
+include "_steps.pxi"
 
 
 cdef int _check_workspace(floating[:, ::1] ws, int threads, const Geom* g, Py_ssize_t rows,
@@ -322,12 +323,9 @@ def set_vector_bytes(int n):
     except the wide-grid weight gradient's (fewer than CYNN_FDIRECT_MIN_TAPS taps),
     which sums across the vector's lanes."""
     global cynn_v64_enabled
-    if n not in (32, 64):
-        raise ValueError(f"vector width must be 32 or 64 bytes, got {n!r}")
-    if n == 64 and not _v64_supported:
-        raise ValueError("this CPU has no 64-byte vectors (x86-64-v4)")
+    wide = _wide_vectors(n, _v64_supported)
     old = vector_bytes()
-    cynn_v64_enabled = n == 64
+    cynn_v64_enabled = wide
     return old
 
 
@@ -798,12 +796,6 @@ cdef Py_ssize_t _eval_ws_size(const Geom* g, Py_ssize_t n_filters, int pkh,
             + g.channels * g.hp * g.wp + _direct_slack(g, itemsize))
 
 
-cdef enum:
-    # Below this many multiply-adds a call runs on one thread: waking the others costs
-    # more than they save (small_cnn's 1 -> 16 channels at 8x8, batch 1: 9,216).
-    _SMALL_WORK = 65536
-
-
 cdef int _eval_threads(const Geom* g, Py_ssize_t n_batch, Py_ssize_t n_filters,
                        int num_threads, bint blas_single_threaded) noexcept nogil:
     """The threads ``_eval_run`` runs on: one for a small call, and when the GEMM path's
@@ -860,8 +852,6 @@ cdef int _eval_run(const floating* x, Py_ssize_t n_batch, const Geom* g,
         free(folded)
     return 0
 
-
-include "_arrays.pxi"
 
 
 cdef bint _is_vector(object a, int typenum, Py_ssize_t n) noexcept:
@@ -923,18 +913,17 @@ cdef int _eval_step(floating* x, Py_ssize_t n_batch, const Geom* g, void* weight
 
 def conv_eval_step(x, weight, bias, mean, variance, double eps, gamma, beta, add, int sh,
                    int sw, int ph, int pw, bint relu, int pkh, int pkw, int psh, int psw,
-                   int num_threads, bint blas_single_threaded, out=None, alloc=None):
+                   int num_threads, bint blas_single_threaded, alloc=None):
     """A planned evaluation-mode step (cynn._plan.ConvStep) in one call: ``fold_affine``,
     a new output array, and ``conv2d_forward_eval`` on a workspace of the call's own.
     ``weight`` is the layer's (F, C, kh, kw) array; ``bias``, ``mean`` with ``variance``,
     ``gamma`` with ``beta`` (F items each) and ``add`` (N, F, Ho, Wo) are None when absent;
-    ``pkh`` 0 for no pooling.  ``out``, when given, is the array written (of the output's
-    shape, else None is returned).  ``alloc(shape, dtype)``, when given, makes the
-    output (when ``out`` is not given) and the workspace of _ALLOC_MIN_BYTES and up,
-    C-contiguous arrays of that shape and dtype (cynn._plan.pooled).  Returns the output, or None, having done nothing, when an
-    array is not an aligned C-contiguous one of the weight's dtype and expected size or
-    the windows do not fit: the caller then takes the checked path, whose errors name
-    the problem.  The same bits as ``fold_affine`` then ``conv2d_forward_eval``."""
+    ``pkh`` 0 for no pooling.  ``alloc(shape, dtype)``, when given, makes the output and
+    the workspace of _ALLOC_MIN_BYTES and up, C-contiguous arrays of that shape and
+    dtype (cynn._plan.pooled).  Returns the output, or None, having done nothing, when
+    an array is not an aligned C-contiguous one of the weight's dtype and expected size
+    or the windows do not fit: the caller then takes the checked path, whose errors
+    name the problem.  The same bits as ``fold_affine`` then ``conv2d_forward_eval``."""
     _bind_blas()
     cdef int t, kh, kw, ho, wo, po, qo
     cdef Py_ssize_t n_batch, n_filters
@@ -980,7 +969,7 @@ def conv_eval_step(x, weight, bias, mean, variance, double eps, gamma, beta, add
             and cnp.PyArray_DIM(<cnp.ndarray> add, 2) == ho
             and cnp.PyArray_DIM(<cnp.ndarray> add, 3) == wo):
         return None
-    if (out is None and alloc is not None and n_batch * n_filters * po * qo
+    if (alloc is not None and n_batch * n_filters * po * qo
             * cnp.PyArray_ITEMSIZE(<cnp.ndarray> weight) >= _ALLOC_MIN_BYTES):
         out = alloc((n_batch, n_filters, po, qo), (<cnp.ndarray> weight).dtype)
         if not (_is_array(out, t, 4) and cnp.PyArray_ISWRITEABLE(<cnp.ndarray> out)
@@ -989,15 +978,9 @@ def conv_eval_step(x, weight, bias, mean, variance, double eps, gamma, beta, add
                 and cnp.PyArray_DIM(<cnp.ndarray> out, 2) == po
                 and cnp.PyArray_DIM(<cnp.ndarray> out, 3) == qo):
             raise ValueError("conv kernel: alloc gave an unusable output")
-    elif out is None:
+    else:
         dims[0], dims[1], dims[2], dims[3] = n_batch, n_filters, po, qo
         out = cnp.PyArray_EMPTY(4, dims, t, 0)
-    elif not (_is_array(out, t, 4) and cnp.PyArray_DIM(<cnp.ndarray> out, 0) == n_batch
-              and cnp.PyArray_DIM(<cnp.ndarray> out, 1) == n_filters
-              and cnp.PyArray_DIM(<cnp.ndarray> out, 2) == po
-              and cnp.PyArray_DIM(<cnp.ndarray> out, 3) == qo
-              and cnp.PyArray_ISWRITEABLE(<cnp.ndarray> out)):
-        return None
     if t == cnp.NPY_FLOAT32:
         _eval_step(<float*> _data(x), n_batch, &g, _data(weight), n_filters, _data(bias),
                    _data(mean), _data(variance), eps, _data(gamma), _data(beta), _data(add),

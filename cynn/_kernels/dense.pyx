@@ -14,6 +14,7 @@ cimport numpy as cnp
 cnp.import_array()
 
 include "_gemm.pxi"
+include "_steps.pxi"
 
 cdef enum:
     ROW_BLOCK = 32
@@ -59,9 +60,6 @@ cdef extern from "dense.h":
                          const double* w, Py_ssize_t ldw, Py_ssize_t o0, Py_ssize_t o1,
                          Py_ssize_t k, const double* bias, int relu, double* y,
                          Py_ssize_t ldy) noexcept nogil
-
-
-cdef extern from "dense.h":
     int cynn_dot_v64
     int cynn_dot_init()
 
@@ -79,17 +77,13 @@ def set_dot_vector_bytes(int n):
     has them), to test or compare; returns the previous width.  Not thread-safe: set it
     before any thread runs a product."""
     global cynn_dot_v64
-    if n not in (32, 64):
-        raise ValueError(f"vector width must be 32 or 64 bytes, got {n!r}")
-    if n == 64 and not _dot_v64:
-        raise ValueError("this CPU has no 64-byte vectors (x86-64-v4)")
+    wide = _wide_vectors(n, _dot_v64)
     old = dot_vector_bytes()
-    cynn_dot_v64 = n == 64
+    cynn_dot_v64 = wide
     return old
 
 
 cdef enum:
-    SMALL_WORK = 65536  # multiply-adds below which one thread does it all (see conv.pyx)
     DOT_ROWS = 24      # rows of x per work item
     DOT_OUTPUTS = 24   # rows of W per work item (24 x K stays in the L2 cache)
 
@@ -118,7 +112,7 @@ cdef void _linear(const floating* x, Py_ssize_t m, Py_ssize_t k, const floating*
     cdef Py_ssize_t row_blocks = (m + DOT_ROWS - 1) // DOT_ROWS
     cdef Py_ssize_t out_blocks = (n_out + DOT_OUTPUTS - 1) // DOT_OUTPUTS, i, rb, ob
     cdef bint rows_outer = m > n_out
-    if m * k * n_out < SMALL_WORK:
+    if m * k * n_out < _SMALL_WORK:
         num_threads = 1
     for i in prange(row_blocks * out_blocks, schedule='static', num_threads=num_threads):
         if rows_outer:
@@ -137,7 +131,6 @@ cdef void _linear(const floating* x, Py_ssize_t m, Py_ssize_t k, const floating*
                             relu, y, n_out)
 
 
-include "_arrays.pxi"
 
 
 def linear_step(x, w, bias, bint relu, bint flatten, int num_threads):
